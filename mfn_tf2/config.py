@@ -1,0 +1,242 @@
+"""Frozen configuration dataclasses: every stage reads its settings from here.
+
+The names and defaults of the seed's command line are kept as field names and
+defaults; each CLI maps its flags 1:1 onto these fields (see ``cli.py``).
+Library code receives these objects and never parses argv.
+
+Example:
+    >>> from mfn_tf2.config import ModelConfig, MODEL_PRESETS
+    >>> ModelConfig().embedding_dim
+    256
+    >>> MODEL_PRESETS["paper"].embedding_dim
+    128
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+# Pixel normalisation used by every model of the kit: (x - 127.5) / 128.
+PIXEL_MEAN = 127.5
+PIXEL_STD = 128.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone and the ArcFace head.
+
+    Args:
+        arch: "mobilefacenet" (Chen et al. 2018) or "mbf" (insightface's
+            variant: widths doubled, grouped stem conv).
+        image_size: square input side in pixels.
+        expansion_ratio: one bottleneck expansion for every stage ("6"), or
+            "paper" for the paper's per-stage table.
+        embedding_dim: size of the embedding.
+        width: channel multiplier (tests use small widths).
+        loss_scale: ArcFace s.
+        loss_margin: ArcFace m (radians).
+    """
+    arch: str = "mobilefacenet"
+    image_size: int = 112
+    expansion_ratio: str = "6"
+    embedding_dim: int = 256
+    width: float = 1.0
+    loss_scale: float = 64.0
+    loss_margin: float = 0.5
+
+
+# Named model configurations a user can start from (``--preset``).
+MODEL_PRESETS = {
+    "seed": ModelConfig(),
+    "paper": ModelConfig(expansion_ratio="paper", embedding_dim=128),
+    "mbf": ModelConfig(arch="mbf", expansion_ratio="paper", embedding_dim=512),
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The training input pipeline.
+
+    Args:
+        train_directory: one folder per identity, or a folder of TFRecord
+            shards written by ``python -m mfn_tf2.data pack``.
+        valid_directory: held-out images for the validation loss; None
+            splits ``valid_split_ratio`` of every identity off the training set.
+        batch_size: global batch (summed over replicas and workers).
+        aug_freq: probability that an image is augmented.
+        image_size: square side the images are resized to.
+        shuffle: reshuffle every epoch.
+        valid_split_ratio: share of each identity's images kept for validation.
+        min_images: identities with fewer images are left out.
+        max_identities: keep at most this many identities (most images first).
+        cache: keep decoded images in memory after the first epoch.
+        data_generator: "module:function" returning a tf.data.Dataset of
+            (image, label); it receives this config and the input context.
+        seed: seed of every random choice of the pipeline.
+    """
+    train_directory: str = ""
+    valid_directory: str | None = None
+    batch_size: int = 200
+    aug_freq: float = 0.5
+    image_size: int = 112
+    shuffle: bool = True
+    valid_split_ratio: float = 0.1
+    min_images: int = 1
+    max_identities: int = 0
+    cache: bool = False
+    data_generator: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Face verification on pairs (the periodic check and the evaluator).
+
+    Args:
+        pairs_filename: LFW ``pairs.txt`` format or plain ``path1 path2 label``;
+            None generates pairs from ``data_directory``.
+        data_directory: root the pair paths / names resolve under.
+        sample_type: 0 balanced generated pairs, 1 all pairs among
+            ``num_person`` x ``num_sample`` images.
+        repeat_times: rounds of balanced sampling (sample_type 0).
+        num_person: people drawn (sample_type 1).
+        num_sample: images per person (sample_type 1).
+        far_target: false accept rates at which TAR is reported.
+        flip: add the embedding of the mirrored image (insightface "Accuracy-Flip").
+        skip_missing: skip and count pairs whose image is missing.
+        crop: (left, top, right, bottom) pixel box taken before resizing.
+        mean: pixel mean subtracted before the model (models without metadata).
+        std: pixel divisor.
+        bgr: feed channels in BGR order.
+        batch_size: images per model call.
+        seed: seed for generated pairs.
+    """
+    pairs_filename: str | None = None
+    data_directory: str = ""
+    sample_type: int = 0
+    repeat_times: int = 10
+    num_person: int = 10
+    num_sample: int = 20
+    far_target: tuple[float, ...] = (1e-2,)
+    flip: bool = False
+    skip_missing: bool = False
+    crop: tuple[int, int, int, int] | None = None
+    mean: float = PIXEL_MEAN
+    std: float = PIXEL_STD
+    bgr: bool = False
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop.
+
+    Args:
+        pretrained_model: checkpoint directory or SavedModel to start from.
+        save_model_directory: checkpoints, logs and the final models go here.
+        checkpoint_epochs: save a checkpoint every this many epochs.
+        checkpoint_steps: also save every this many steps (0: off).
+        epochs: epochs to train.
+        evaluate_epochs: run pair verification every this many epochs.
+        optimizer: "sgd" (with momentum) or "adamw".
+        learning_rate: peak learning rate, for the global batch.
+        momentum: SGD momentum.
+        weight_decay: decoupled weight decay (AdamW) / L2 on kernels (SGD).
+        warmup_epochs: linear learning-rate warm-up.
+        lr_schedule: "cosine", "polynomial" or "constant" after warm-up.
+        margin_warmup_epochs: ramp the ArcFace margin from 0 over these epochs.
+        mixed_precision: "off", "auto" (float16 on GPU, bfloat16 on CPUs that
+            have it), "bfloat16" or "float16".
+        max_minutes: stop after this many minutes of training (0: no limit);
+            the schedule is then laid out over the time budget.
+        log_dir: TensorBoard directory (default: save_model_directory/logs).
+        gpu: CUDA device list ("0", "0,1"; "" = CPU only; None = all visible).
+        strategy: "auto" (mirrored, or multi_worker when TF_CONFIG is set),
+            "mirrored" or "multi_worker".
+        logical_cpus: split the CPU into this many logical devices (tests of
+            MirroredStrategy without GPUs; 0: off).
+        seed: seed of weights and pipeline.
+    """
+    pretrained_model: str | None = None
+    save_model_directory: str = "weights/"
+    checkpoint_epochs: int = 5
+    checkpoint_steps: int = 0
+    epochs: int = 300
+    evaluate_epochs: int = 5
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0
+    lr_schedule: str = "cosine"
+    margin_warmup_epochs: float = 0.0
+    mixed_precision: str = "off"
+    max_minutes: float = 0.0
+    log_dir: str | None = None
+    gpu: str | None = None
+    strategy: str = "auto"
+    logical_cpus: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Head stripping, quantization and export.
+
+    Args:
+        out: the export folder (``export/NAME``).
+        formats: which files to write (see ``FORMATS``).
+        representative_dir: real face images that calibrate int8.
+        num_calibration: images used for calibration.
+        qat_epochs: quantization-aware fine-tuning epochs.
+        qat_learning_rate: learning rate of that fine-tuning.
+        max_accuracy_drop: accuracy points an exported model may lose.
+        min_cosine: mean embedding cosine to the float model it must reach.
+        android_assets: also fill this folder with the app's assets.
+    """
+    out: str = "export/model"
+    formats: tuple[str, ...] = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
+    representative_dir: str | None = None
+    num_calibration: int = 200
+    qat_epochs: int = 1
+    qat_learning_rate: float = 1e-3
+    max_accuracy_drop: float = 1.0
+    min_cosine: float = 0.98
+    android_assets: str | None = None
+
+
+FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
+
+
+def replace(cfg, **changes):
+    """Returns a copy of a frozen config with ``changes`` applied.
+
+    Example:
+        >>> replace(ModelConfig(), width=0.25).width
+        0.25
+    """
+    return dataclasses.replace(cfg, **changes)
+
+
+def to_dict(cfg) -> dict:
+    """A JSON-ready dict of a config (tuples become lists)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls, values: dict):
+    """Builds ``cls`` from a dict, ignoring unknown keys and restoring tuples.
+
+    Example:
+        >>> from_dict(ModelConfig, to_dict(ModelConfig())) == ModelConfig()
+        True
+    """
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    kept = {k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in values.items() if k in names}
+    return cls(**kept)
+
+
+__all__ = ["ModelConfig", "DataConfig", "EvalConfig", "TrainConfig", "ExportConfig",
+           "MODEL_PRESETS", "FORMATS", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
+           "from_dict"]

@@ -1,0 +1,65 @@
+"""The shared test harness: real faces, small folders of them, and CLI runs.
+
+Every test uses real images (the bundled LFW subset in data/lfw_demo, or the
+full copy in ../shared/data/lfw when present), real TensorFlow and LiteRT.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DATA = REPO / "data" / "lfw_demo"
+SHARED_LFW = Path(os.environ.get("MFN_LFW_ROOT", REPO.parent / "shared" / "data" / "lfw"))
+
+
+@pytest.fixture(scope="session")
+def demo_data() -> Path:
+    """data/lfw_demo: train/ (identity folders), heldout/, pairs_heldout.txt."""
+    assert (DEMO_DATA / "pairs_heldout.txt").exists(), "bundled data missing"
+    return DEMO_DATA
+
+
+@pytest.fixture(scope="session")
+def lfw_root() -> Path:
+    """The full LFW copy (../shared/data/lfw); tests needing it skip without it."""
+    if not (SHARED_LFW / "pairs.txt").exists():
+        pytest.skip(f"full LFW not found at {SHARED_LFW}")
+    return SHARED_LFW
+
+
+def make_face_tree(root: Path, n_ids: int = 6, n_imgs: int = 5) -> Path:
+    """Copies n_ids identities x n_imgs real faces from the bundled set into root.
+
+    Returns root, laid out as root/<person>/<file>.jpg.
+    """
+    people = sorted(p for p in (DEMO_DATA / "train").iterdir() if p.is_dir())[:n_ids]
+    for person in people:
+        (root / person.name).mkdir(parents=True, exist_ok=True)
+        for f in sorted(person.iterdir())[:n_imgs]:
+            shutil.copy(f, root / person.name / f.name)
+    return root
+
+
+@pytest.fixture
+def face_tree(tmp_path) -> Path:
+    """A small identity-folder tree of real faces (6 people x 5 images)."""
+    return make_face_tree(tmp_path / "faces")
+
+
+def run_cli(module: str, *args, timeout: float = 900, env: dict | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Runs ``python -m mfn_tf2.<module> args...`` in a real subprocess.
+
+    Returns the CompletedProcess (text stdout/stderr), never raises on exit code.
+    """
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", f"mfn_tf2.{module}", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=full_env,
+                          cwd=cwd or REPO)
