@@ -1,0 +1,132 @@
+"""Command-line plumbing shared by every ``python -m mfn_tf2.<cli>``.
+
+Flags map 1:1 onto the fields of the frozen configs in ``config.py``: the flag
+``--batch_size`` sets ``DataConfig.batch_size``, its help text is the field's
+line in the class docstring, its default the field's default. A config that
+rejects a value (``__post_init__`` raising ValueError) becomes an argparse
+error: one line, exit code 2.
+
+Example:
+    >>> import argparse
+    >>> from mfn_tf2.config import DataConfig
+    >>> p = argparse.ArgumentParser()
+    >>> add_config_flags(p, DataConfig, skip=("train_directory",))
+    >>> ns = p.parse_args(["--batch_size", "64", "--shuffle", "false"])
+    >>> config_from_args(DataConfig, ns, train_directory="faces").batch_size
+    64
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+import typing
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def str2bool(text: str) -> bool:
+    """Parses true/false, yes/no, on/off, 1/0 (any case)."""
+    low = text.lower()
+    if low in _TRUE | _FALSE:
+        return low in _TRUE
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _number_list(kind):
+    def parse(text: str):
+        try:
+            return tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return parse
+
+
+def _str_list(text: str):
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+# Field annotation (as written in config.py) -> argparse ``type``.
+_PARSERS = {
+    "int": int, "float": float, "str": str, "bool": str2bool,
+    "str | None": str, "int | None": int, "float | None": float,
+    "tuple[float, ...]": _number_list(float),
+    "tuple[int, int, int, int] | None": _number_list(int),
+    "tuple[str, ...]": _str_list,
+}
+
+
+def field_help(cls) -> dict[str, str]:
+    """Maps each field of a config class to its line in the ``Args:`` docstring."""
+    doc = cls.__doc__ or ""
+    helps, name = {}, None
+    for line in doc.split("Args:", 1)[-1].splitlines():
+        m = re.match(r"\s{8}(\w+): (.*)", line)
+        if m:
+            name = m.group(1)
+            helps[name] = m.group(2).strip()
+        elif name and line.strip():
+            helps[name] += " " + line.strip()
+    return helps
+
+
+def add_config_flags(parser, cls, *, skip=(), positional=(), defaults=None):
+    """Adds one flag per field of ``cls`` (positional for names in ``positional``).
+
+    Args:
+        parser: an argparse parser or argument group.
+        cls: a frozen config dataclass.
+        skip: field names that get no flag.
+        positional: field names taken as positional arguments.
+        defaults: a config instance whose values replace the class defaults.
+
+    A field whose flag already exists (``--seed`` in several configs) is not
+    added again: the one flag then sets that field in every config.
+    """
+    helps = field_help(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f"--{f.name}" in parser._option_string_actions:
+            continue
+        kind = _PARSERS[str(f.type)]
+        default = getattr(defaults, f.name) if defaults is not None else f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        text = f"{helps.get(f.name, '')} (default: {shown})"
+        if f.name in positional:
+            parser.add_argument(f.name, type=kind, help=helps.get(f.name, ""))
+        else:
+            parser.add_argument(f"--{f.name}", type=kind, default=default, help=text,
+                                metavar=f.name.upper())
+
+
+def config_from_args(cls, ns: argparse.Namespace, **overrides):
+    """Builds ``cls`` from the parsed flags that name its fields, plus ``overrides``."""
+    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
+    values.update(overrides)
+    return cls(**values)
+
+
+def build_configs(parser: argparse.ArgumentParser, ns: argparse.Namespace, classes: dict, **overrides):
+    """Builds several configs at once; a rejected value is a one-line parser error.
+
+    Args:
+        parser: the parser, used to report errors (exit code 2).
+        ns: parsed flags.
+        classes: {key: config class}.
+        overrides: {key: {field: value}} applied on top of the flags.
+
+    Returns:
+        {key: config instance}.
+    """
+    try:
+        return {key: config_from_args(cls, ns, **overrides.get(key, {}))
+                for key, cls in classes.items()}
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+
+
+def fail(message: str, code: int = 1) -> typing.NoReturn:
+    """Prints ``error: message`` on stderr (one line) and exits with ``code``."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
