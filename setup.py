@@ -20,6 +20,7 @@ setup(
         "pillow==13.0.0",
         "matplotlib==3.11.2",
         "tqdm==4.70.1",
+        "tensorboard==2.21.0",
     ],
     extras_require={"test": ["pytest==9.2.0"]},
 )

@@ -50,7 +50,7 @@ def _str_list(text: str):
 
 # Field annotation (as written in config.py) -> argparse ``type``.
 _PARSERS = {
-    "int": int, "float": float, "str": str, "bool": str2bool,
+    "int": int, "float": float, "str": str, "bool": str2bool, "bool | None": str2bool,
     "str | None": str, "int | None": int, "float | None": float,
     "tuple[float, ...]": _number_list(float),
     "tuple[int, int, int, int] | None": _number_list(int),

@@ -105,9 +105,10 @@ class EvalConfig:
         flip: add the embedding of the mirrored image (insightface "Accuracy-Flip").
         skip_missing: skip and count pairs whose image is missing.
         crop: (left, top, right, bottom) pixel box taken before resizing.
-        mean: pixel mean subtracted before the model (models without metadata).
-        std: pixel divisor.
-        bgr: feed channels in BGR order.
+        mean: pixel mean subtracted before a float model (default: the model's
+            metadata.json, else 127.5).
+        std: pixel divisor (default: metadata, else 128).
+        bgr: feed channels in BGR order (default: metadata, else RGB).
         batch_size: images per model call.
         seed: seed for generated pairs.
     """
@@ -121,9 +122,9 @@ class EvalConfig:
     flip: bool = False
     skip_missing: bool = False
     crop: tuple[int, int, int, int] | None = None
-    mean: float = PIXEL_MEAN
-    std: float = PIXEL_STD
-    bgr: bool = False
+    mean: float | None = None
+    std: float | None = None
+    bgr: bool | None = None
     batch_size: int = 64
     seed: int = 0
 
@@ -209,6 +210,36 @@ class ExportConfig:
 FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A whole training run's settings, reusable by name (``--recipe``).
+
+    Args:
+        model: the model configuration.
+        data: the input pipeline (its train_directory is set by the user).
+        train: the training loop.
+        note: what the recipe is for, and what it reached.
+    """
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    note: str = "the seed's defaults: large data on GPUs"
+
+
+RECIPES = {
+    "seed": Recipe(),
+    # Learns in minutes on two CPU cores (the demo): a small input, a gentler ArcFace
+    # (s 32, margin warmed up) and a short warm-up + cosine schedule. See README figures.
+    "cpu_demo": Recipe(
+        model=ModelConfig(image_size=64, expansion_ratio="paper", embedding_dim=128,
+                          loss_scale=32.0, loss_margin=0.5),
+        data=DataConfig(batch_size=128, aug_freq=0.5, min_images=2, valid_split_ratio=0.0, cache=True),
+        train=TrainConfig(epochs=12, learning_rate=0.1, warmup_epochs=1.0, margin_warmup_epochs=2.0,
+                          checkpoint_epochs=1, evaluate_epochs=3),
+        note="two CPU cores, about 10 minutes, LFW-sized data"),
+}
+
+
 def replace(cfg, **changes):
     """Returns a copy of a frozen config with ``changes`` applied.
 
@@ -238,5 +269,5 @@ def from_dict(cls, values: dict):
 
 
 __all__ = ["ModelConfig", "DataConfig", "EvalConfig", "TrainConfig", "ExportConfig",
-           "MODEL_PRESETS", "FORMATS", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
+           "MODEL_PRESETS", "FORMATS", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
            "from_dict"]

@@ -63,3 +63,41 @@ def run_cli(module: str, *args, timeout: float = 900, env: dict | None = None,
     return subprocess.run([sys.executable, "-m", f"mfn_tf2.{module}", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=full_env,
                           cwd=cwd or REPO)
+
+
+# A tiny but real configuration: trains in seconds on two cores.
+TINY_MODEL_FLAGS = ("--image_size", "32", "--width", "0.25", "--embedding_dim", "32")
+
+
+def write_plain_pairs(root: Path, path: Path, n_pairs: int = 24) -> Path:
+    """Writes balanced plain-format pairs (path1 path2 label) over an identity tree."""
+    people = sorted(p for p in root.iterdir() if p.is_dir())
+    lines = []
+    for k in range(n_pairs):
+        a = people[k % len(people)]
+        files = sorted(a.iterdir())
+        if k % 2 == 0:
+            lines.append(f"{a.name}/{files[0].name} {a.name}/{files[1 + k % (len(files) - 1)].name} 1")
+        else:
+            b = people[(k + 1) % len(people)]
+            lines.append(f"{a.name}/{files[k % len(files)].name} {b.name}/{sorted(b.iterdir())[0].name} 0")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def train_tiny(save_dir: Path, faces: Path, pairs: Path, *extra, epochs: int = 2) -> subprocess.CompletedProcess:
+    """Runs the train CLI on a tiny model; returns the finished process."""
+    return run_cli("train", faces, faces, pairs, *TINY_MODEL_FLAGS, "--batch_size", "8", "--learning_rate", "0.01",
+                   "--epochs", epochs, "--checkpoint_epochs", "1", "--evaluate_epochs", "1",
+                   "--save_model_directory", save_dir, *extra)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny model trained once per session: (save_dir, faces, pairs file)."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    faces = make_face_tree(root / "faces", n_ids=8, n_imgs=6)
+    pairs = write_plain_pairs(faces, root / "pairs.txt")
+    proc = train_tiny(root / "weights", faces, pairs)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "weights", faces, pairs

@@ -1,0 +1,132 @@
+"""Keras callbacks of the training loop: checkpoints, periodic verification, guards.
+
+Each callback does one thing, and only the chief worker writes files.
+
+Example:
+    >>> cbs = [Checkpointer(manager, epoch_var, every_epochs=5)]   # doctest: +SKIP
+    >>> recognizer.fit(data, callbacks=cbs)                        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+from mfn_tf2.backend import keras, tf
+from mfn_tf2.fileio import atomic_directory
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves recognizer + optimizer + epoch every ``every_epochs`` and ``every_steps``.
+
+    Args:
+        manager: a tf.train.CheckpointManager over the run's checkpoint.
+        epoch: tf.Variable holding the number of finished epochs.
+        every_epochs: save at the end of every N-th epoch (and the last one).
+        every_steps: also save every N optimizer steps (0: off).
+        last_epoch: the final epoch index (always saved).
+    """
+
+    def __init__(self, manager, epoch: tf.Variable, every_epochs: int, every_steps: int, last_epoch: int):
+        super().__init__()
+        self.manager, self.epoch = manager, epoch
+        self.every_epochs, self.every_steps, self.last_epoch = every_epochs, every_steps, last_epoch
+        self.stopped_on_nan = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.every_steps and step % self.every_steps == 0 and not self.model.stop_training:
+            self.manager.save(checkpoint_number=step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training and not _finite(logs):
+            return  # never save a diverged model over the last good one
+        self.epoch.assign(epoch + 1)
+        if (epoch + 1) % self.every_epochs == 0 or epoch + 1 == self.last_epoch or self.model.stop_training:
+            self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+
+
+def _finite(logs) -> bool:
+    return logs is None or all(math.isfinite(float(v)) for k, v in logs.items()
+                               if k in ("loss", "val_loss"))
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops training the moment the loss is NaN or Inf (on any replica: the loss is reduced).
+
+    After ``fit`` returns, ``message`` says where it happened; nothing was saved since.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.message = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not _finite(logs):
+            self.message = (f"loss became {logs['loss']} at step {batch + 1} of epoch {self._epoch + 1}; "
+                            "stopped, the last good checkpoint is kept (lower --learning_rate or "
+                            "--loss_scale, or add --warmup_epochs)")
+            self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the current learning rate to the epoch logs (CSV and TensorBoard)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        # The optimizer keeps the schedule's current value in a variable.
+        logs["learning_rate"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training cleanly after ``minutes`` of wall time (0: never)."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds, self.start = minutes * 60.0, time.monotonic()
+        self.expired = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.seconds and time.monotonic() - self.start > self.seconds:
+            self.expired = self.model.stop_training = True
+
+
+class Verifier(keras.callbacks.Callback):
+    """Face verification on pairs every ``every_epochs``; keeps the best backbone.
+
+    Args:
+        verify: callable(backbone) -> metrics dict with "accuracy" and "tar_at_far".
+        every_epochs: run after every N-th epoch and after the last one.
+        last_epoch: the final epoch index.
+        best_dir: where the best backbone is saved as a SavedModel (None: not saved).
+        log: callable(str) for the one-line result.
+    """
+
+    def __init__(self, verify, every_epochs: int, last_epoch: int, best_dir: str | None, log=print):
+        super().__init__()
+        self.verify, self.every, self.last_epoch = verify, every_epochs, last_epoch
+        self.best_dir, self.log = best_dir, log
+        self.best = -1.0
+        self.last_report = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not ((epoch + 1) % self.every == 0 or epoch + 1 == self.last_epoch or self.model.stop_training):
+            return
+        if not _finite(logs):
+            return
+        report = self.verify(self.model.backbone)
+        self.last_report = report
+        far, tar = next(iter(report["tar_at_far"].items()))
+        logs["verify_accuracy"], logs["verify_tar"] = report["accuracy"], tar
+        self.log(f"epoch {epoch + 1}: verification accuracy {100 * report['accuracy']:.2f} % "
+                 f"+- {100 * report['accuracy_std']:.2f}, TAR {100 * tar:.2f} % at FAR {far} "
+                 f"({report['n_pairs']} pairs)")
+        if report["accuracy"] > self.best:
+            self.best = report["accuracy"]
+            if self.best_dir:
+                with atomic_directory(self.best_dir) as tmp:
+                    self.model.backbone.save(tmp, include_optimizer=False)
+                    with open(os.path.join(tmp, "verification.txt"), "w") as f:
+                        f.write(f"epoch {epoch + 1}: accuracy {report['accuracy']:.4f}\n")

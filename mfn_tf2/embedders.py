@@ -1,0 +1,248 @@
+"""One ``embed()`` for every kind of model: checkpoint, SavedModel, TFLite or in-memory Keras.
+
+``FeatureExtractor`` reads what it needs from the model itself — input height,
+width, dtype and quantization — and the pre-processing from the model's
+``metadata.json`` (written by ``mfn_tf2.export``) or from explicit options,
+so the evaluator, the training loop's periodic check and user code all embed
+images the same way.
+
+Example:
+    >>> from mfn_tf2 import FeatureExtractor
+    >>> fe = FeatureExtractor("export/demo/model_int8.tflite")     # doctest: +SKIP
+    >>> fe.infer(rgb_uint8_image).shape                             # doctest: +SKIP
+    (1, 128)
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD
+from mfn_tf2.images import read_rgb
+
+
+class EmbedderError(ValueError):
+    """A model that cannot be loaded or used as an embedder, or unusable input."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How pixels become model input. Quantization comes from the model itself."""
+    mean: float = PIXEL_MEAN
+    std: float = PIXEL_STD
+    bgr: bool = False
+    crop: tuple[int, int, int, int] | None = None
+
+
+class _Keras:
+    """An in-memory Keras model: normalised float images -> embeddings."""
+
+    def __init__(self, model):
+        self.model = model
+        _, self.height, self.width, _ = model.input_shape
+        self.dtype, self.in_quant, self.kind = np.float32, None, "keras"
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.model(batch, training=False).numpy()
+
+
+class _SavedModel:
+    """A SavedModel's ``serving_default`` signature."""
+
+    def __init__(self, path: str):
+        from mfn_tf2.backend import tf
+        try:
+            self.fn = tf.saved_model.load(path).signatures["serving_default"]
+        except (KeyError, OSError, ValueError) as err:
+            raise EmbedderError(f"{path}: cannot load SavedModel serving_default ({err})") from None
+        (self.arg, spec), = self.fn.structured_input_signature[1].items()
+        _, self.height, self.width, _ = spec.shape
+        self.dtype, self.in_quant, self.kind, self.tf = spec.dtype.as_numpy_dtype, None, "saved_model", tf
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        out = self.fn(**{self.arg: self.tf.constant(batch)})
+        return next(iter(out.values())).numpy()
+
+
+class _TFLite:
+    """A .tflite file on the LiteRT interpreter (XNNPACK), batched where the model allows."""
+
+    def __init__(self, path: str, num_threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+        try:
+            self.interp = Interpreter(model_path=path, num_threads=num_threads)
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise EmbedderError(f"{path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
+        self.input = self.interp.get_input_details()[0]
+        self.output = self.interp.get_output_details()[0]
+        _, self.height, self.width, _ = self.input["shape"]
+        self.dtype, self.kind, self.batch = self.input["dtype"], "tflite", 1
+        self.in_quant = self.input["quantization"] if self.input["quantization"][0] else None
+        if len(self.output["shape"]) != 2:
+            raise EmbedderError(f"{path}: output shape {list(self.output['shape'])} is not an "
+                                "embedding (batch, D)")
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) != self.batch:
+            self.interp.resize_tensor_input(self.input["index"], batch.shape)
+            self.interp.allocate_tensors()
+            self.batch = len(batch)
+        self.interp.set_tensor(self.input["index"], batch)
+        self.interp.invoke()
+        out = self.interp.get_tensor(self.interp.get_output_details()[0]["index"])
+        scale, zero = self.output["quantization"]
+        return (out.astype(np.float32) - zero) * scale if scale else out.astype(np.float32)
+
+
+def _open_path(path: str, num_threads: int):
+    """Opens a model file or folder by what it is (a dict lookup over markers)."""
+    if not os.path.exists(path):
+        raise EmbedderError(f"{path}: no such file or folder")
+    if os.path.isfile(path):
+        return _TFLite(path, num_threads)
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return _SavedModel(path)
+    from mfn_tf2.checkpoints import RUN_FILE, CheckpointError, load_backbone
+    if os.path.exists(os.path.join(path, RUN_FILE)):
+        try:
+            return _Keras(load_backbone(path))
+        except CheckpointError as err:
+            raise EmbedderError(str(err)) from None
+    raise EmbedderError(f"{path}: not a model (expected a .tflite file, a SavedModel folder with "
+                        "saved_model.pb, or a training directory with run.json)")
+
+
+def model_metadata(path: str) -> dict:
+    """Pre-processing found in the ``metadata.json`` of an exported model, else {}."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    for candidate in (os.path.join(folder, "metadata.json"),
+                      os.path.join(os.path.dirname(os.path.abspath(folder)), "metadata.json")):
+        if os.path.exists(candidate):
+            with open(candidate) as f:
+                return json.load(f).get("preprocessing", {})
+    return {}
+
+
+class FeatureExtractor:
+    """Embeds RGB images with any model; outputs are L2-normalised.
+
+    Args:
+        model: path to a .tflite file, a SavedModel folder or a training
+            directory, or an in-memory Keras model (normalised float input).
+        mean, std, bgr, crop: pre-processing; None takes the model's
+            metadata.json, else the kit's defaults (127.5, 128, RGB, no crop).
+        flip: add the embedding of the mirrored image before normalising.
+        batch_size: images per model call.
+        num_threads: LiteRT threads for .tflite models.
+
+    Example:
+        >>> fe = FeatureExtractor(backbone)                 # doctest: +SKIP
+        >>> fe.infer(np.zeros((2, 250, 250, 3), np.uint8)).shape   # doctest: +SKIP
+        (2, 128)
+    """
+
+    def __init__(self, model, *, mean=None, std=None, bgr=None, crop=None, flip=False,
+                 batch_size: int = 64, num_threads: int = 2):
+        is_path = isinstance(model, (str, os.PathLike))
+        self.name = os.fspath(model) if is_path else getattr(model, "name", "keras")
+        self.backend = _open_path(self.name, num_threads) if is_path else _Keras(model)
+        meta = model_metadata(self.name) if is_path else {}
+        given = {"mean": mean, "std": std, "bgr": bgr, "crop": crop}
+        self.pre = Preprocessing(**{k: v if v is not None else meta.get(k, getattr(Preprocessing, k))
+                                    for k, v in given.items()})
+        self.flip, self.batch_size = flip, batch_size
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) the model takes."""
+        return int(self.backend.height), int(self.backend.width)
+
+    def describe(self) -> dict:
+        """Model kind, input size, dtype and quantization, and pre-processing."""
+        return {"model": self.name, "kind": self.backend.kind, "input_size": list(self.input_size),
+                "input_dtype": np.dtype(self.backend.dtype).name,
+                "input_quantization": list(self.backend.in_quant or ()),
+                "mean": self.pre.mean, "std": self.pre.std, "bgr": self.pre.bgr, "flip": self.flip}
+
+    def _prepare(self, images: np.ndarray) -> np.ndarray:
+        """uint8/float 0-255 RGB (N, H, W, 3) of any size -> the model's input tensor."""
+        h, w = self.input_size
+        crop = self.pre.crop
+        resized = np.stack([cv2.resize(im[crop[1]:crop[3], crop[0]:crop[2]] if crop else im, (w, h),
+                                       interpolation=cv2.INTER_AREA if im.shape[0] > h else cv2.INTER_LINEAR)
+                            for im in images]).astype(np.float32)
+        if self.pre.bgr:
+            resized = resized[..., ::-1]
+        if np.issubdtype(self.backend.dtype, np.integer) and not self.backend.in_quant:
+            return np.round(resized).astype(self.backend.dtype)  # raw pixels in
+        x = (resized - self.pre.mean) / self.pre.std
+        if self.backend.in_quant:
+            scale, zero = self.backend.in_quant
+            info = np.iinfo(self.backend.dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        return np.ascontiguousarray(x.astype(self.backend.dtype))
+
+    def _embed(self, images: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            batch = self._prepare(images[start:start + self.batch_size])
+            emb = self.backend.run(batch)
+            if self.flip:
+                emb = emb + self.backend.run(np.ascontiguousarray(batch[:, :, ::-1]))
+            out.append(emb)
+        emb = np.concatenate(out).astype(np.float64)  # float64: a badly trained model's huge outputs
+        return (emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+    def infer(self, images) -> np.ndarray:
+        """Embeds one RGB image (H, W, 3) or a batch (N, H, W, 3); uint8 or float 0-255.
+
+        Returns:
+            (N, D) float32 L2-normalised embeddings.
+        """
+        return self._embed(check_images(images))
+
+    def embed_paths(self, paths, progress: bool = False) -> np.ndarray:
+        """Embeds image files (read as RGB), ``batch_size`` at a time.
+
+        Returns:
+            (len(paths), D) float32 L2-normalised embeddings.
+        """
+        from tqdm import tqdm
+        out = []
+        bar = tqdm(total=len(paths), desc=f"embedding ({os.path.basename(self.name)})",
+                   unit="img", disable=not progress, leave=False)
+        for start in range(0, len(paths), self.batch_size):
+            chunk = paths[start:start + self.batch_size]
+            out.append(self._embed([read_rgb(p) for p in chunk]))
+            bar.update(len(chunk))
+        bar.close()
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def check_images(images) -> np.ndarray | list:
+    """Validates user pixels: (H, W, 3) or (N, H, W, 3), uint8 or real 0-255, no NaN.
+
+    Grayscale (H, W) / (..., H, W, 1) is replicated to RGB; anything else ambiguous
+    is an ``EmbedderError`` naming the problem.
+    """
+    arr = np.asarray(images)
+    if arr.dtype.kind not in "uif":
+        raise EmbedderError(f"images have dtype {arr.dtype}: expected uint8 or float pixels 0-255")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise EmbedderError(f"images have shape {arr.shape}: expected (H, W, 3) or (N, H, W, 3) RGB")
+    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise EmbedderError(f"images have shape {arr.shape}: the batch is empty")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise EmbedderError("images contain NaN or infinite pixels")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return arr.astype(np.float32) if arr.dtype != np.uint8 else arr

@@ -1,0 +1,242 @@
+"""How fast an exported model runs: LiteRT latency and batch throughput, SavedModel throughput.
+
+A ``.tflite`` file runs on the LiteRT interpreter with its default XNNPACK
+delegate and ``threads`` CPU threads, as on a phone. Only ``invoke()`` is
+timed: copying the input in and the output out are left out, since an app
+keeps its buffers. Inputs are never zeros (XNNPACK and int8 kernels may take
+shortcuts on them): real faces when given, else smooth random images, turned
+into the model's input the way the kit feeds it (normalised pixels
+``(x - 127.5) / 128``, quantized with the input's own scale and zero point
+for int8 models, raw pixels for an unquantized integer input).
+
+Example:
+    >>> stats = tflite_latency("export/demo/model_fp32.tflite", threads=2)   # doctest: +SKIP
+    >>> round(stats["p50"], 1)                                               # doctest: +SKIP
+    7.9
+    >>> tflite_throughput("export/demo/model_fp32.tflite", threads=2, batch=32)  # doctest: +SKIP
+    161.3
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import cv2
+import numpy as np
+
+from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD
+
+# Side of the random grid that smooth test images are upsampled from: a face
+# crop has about this many "blobs" across, unlike white noise.
+_BLOB_GRID = 7
+
+
+class LatencyError(ValueError):
+    """A model that cannot be loaded or run; the message names it."""
+
+
+class NotResizable(LatencyError):
+    """A model whose batch dimension cannot be changed (a fixed reshape inside)."""
+
+
+def smooth_images(count: int, size: int, seed: int = 0) -> np.ndarray:
+    """Random but image-like pixels: low-frequency colour blobs plus a little noise.
+
+    Args:
+        count: number of images.
+        size: square side in pixels.
+        seed: numpy seed.
+
+    Returns:
+        uint8 (count, size, size, 3), values spread over 0-255, never all zero.
+
+    Example:
+        >>> smooth_images(2, 32).shape
+        (2, 32, 32, 3)
+    """
+    rng = np.random.default_rng(seed)
+    grids = rng.uniform(20, 235, (count, _BLOB_GRID, _BLOB_GRID, 3)).astype(np.float32)
+    blobs = np.stack([cv2.resize(g, (size, size), interpolation=cv2.INTER_CUBIC) for g in grids])
+    noisy = blobs + rng.normal(0, 4, blobs.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def model_input(images: np.ndarray, dtype, quantization=(0.0, 0)) -> np.ndarray:
+    """uint8 RGB images (N, H, W, 3) as a model input of ``dtype``.
+
+    Float inputs get normalised pixels; integer inputs with a scale get those
+    quantized (``q = x / scale + zero_point``); integer inputs without one get
+    the raw pixels.
+
+    Args:
+        images: uint8 (N, H, W, 3), already at the model's size.
+        dtype: numpy dtype of the input tensor.
+        quantization: (scale, zero_point) of the input tensor; scale 0 = none.
+
+    Returns:
+        (N, H, W, 3) array of ``dtype``.
+    """
+    dtype = np.dtype(dtype)
+    scale, zero = quantization
+    if dtype.kind in "iu" and not scale:
+        return images.astype(dtype)
+    x = (images.astype(np.float32) - PIXEL_MEAN) / PIXEL_STD
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        x = np.clip(np.rint(x / scale + zero), info.min, info.max)
+    return np.ascontiguousarray(x.astype(dtype))
+
+
+def _sized(images: np.ndarray | None, count: int, height: int, width: int) -> np.ndarray:
+    """``count`` uint8 images at (height, width): the given ones cycled, else smooth random."""
+    if images is None:
+        return smooth_images(count, max(height, width))[:, :height, :width]
+    picked = [images[i % len(images)] for i in range(count)]
+    return np.stack([im if im.shape[:2] == (height, width)
+                     else cv2.resize(im, (width, height), interpolation=cv2.INTER_AREA)
+                     for im in picked])
+
+
+def _interpreter(path: str, threads: int, batch: int):
+    """A LiteRT interpreter on ``path`` with its input batch set to ``batch``."""
+    from ai_edge_litert.interpreter import Interpreter
+    if not os.path.isfile(path):
+        raise LatencyError(f"{path}: no such .tflite file")
+    try:
+        interp = Interpreter(model_path=path, num_threads=threads)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise LatencyError(f"{path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
+    detail = interp.get_input_details()[0]
+    if detail["shape"][0] != batch:
+        try:
+            interp.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise NotResizable(f"{path}: batch cannot be resized to {batch} "
+                               f"({str(err).splitlines()[0]})") from None
+        if interp.get_output_details()[0]["shape"][0] != batch:
+            raise NotResizable(f"{path}: output batch stays "
+                               f"{interp.get_output_details()[0]['shape'][0]} at input batch {batch}")
+    return interp
+
+
+def _percentiles(times_ms: list[float]) -> dict:
+    t = np.asarray(times_ms)
+    return {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
+            "p99": float(np.percentile(t, 99)), "mean": float(t.mean()), "min": float(t.min())}
+
+
+def tflite_latency(path: str, threads: int, runs: int = 100, warmup: int = 10, batch: int = 1,
+                   images: np.ndarray | None = None) -> dict:
+    """Milliseconds per ``invoke()`` of a .tflite model on LiteRT (XNNPACK).
+
+    Args:
+        path: the .tflite file.
+        threads: interpreter threads (``num_threads``).
+        runs: timed invocations.
+        warmup: untimed invocations first (XNNPACK packs weights on the first).
+        batch: images per invocation (the input is resized when not 1).
+        images: uint8 (N, H, W, 3) real faces to feed (resized and cycled),
+            else smooth random images.
+
+    Returns:
+        dict(p50, p90, p99, mean, min) in ms, plus runs, warmup, threads, batch.
+
+    Raises:
+        LatencyError: missing or unloadable file; NotResizable when ``batch``
+            cannot be set.
+
+    Example:
+        >>> tflite_latency("model.tflite", threads=1, runs=20)["p50"]   # doctest: +SKIP
+        12.4
+    """
+    interp = _interpreter(path, threads, batch)
+    detail = interp.get_input_details()[0]
+    _, height, width, _ = detail["shape"]
+    # A few different batches, so that no cache sees the same pixels every run.
+    distinct = 4
+    pixels = _sized(images, distinct * batch, int(height), int(width))
+    inputs = [model_input(pixels[i * batch:(i + 1) * batch], detail["dtype"], detail["quantization"])
+              for i in range(distinct)]
+    times_ms = []
+    for i in range(warmup + runs):
+        interp.set_tensor(detail["index"], inputs[i % distinct])
+        start = time.perf_counter()
+        interp.invoke()
+        elapsed = (time.perf_counter() - start) * 1e3
+        if i >= warmup:
+            times_ms.append(elapsed)
+    return {**_percentiles(times_ms), "runs": runs, "warmup": warmup, "threads": threads, "batch": batch}
+
+
+def tflite_throughput(path: str, threads: int, batch: int, runs: int = 10, warmup: int = 2,
+                      images: np.ndarray | None = None) -> float | None:
+    """Images per second of a .tflite model at ``batch`` images per invocation.
+
+    Args:
+        path, threads, images: as ``tflite_latency``.
+        batch: images per invocation.
+        runs, warmup: timed and untimed invocations.
+
+    Returns:
+        batch / mean invocation time, or None when the model's batch is fixed.
+
+    Example:
+        >>> tflite_throughput("model.tflite", threads=2, batch=32)   # doctest: +SKIP
+        171.0
+    """
+    try:
+        stats = tflite_latency(path, threads, runs=runs, warmup=warmup, batch=batch, images=images)
+    except NotResizable:
+        return None
+    return batch * 1e3 / stats["mean"]
+
+
+def savedmodel_throughput(path: str, batch: int, runs: int = 10, warmup: int = 2,
+                          images: np.ndarray | None = None) -> float | None:
+    """Images per second of a SavedModel's ``serving_default`` at ``batch`` images a call.
+
+    TensorFlow uses its default thread pools (all cores).
+
+    Args:
+        path: the SavedModel folder.
+        batch: images per call.
+        runs, warmup: timed and untimed calls.
+        images: as ``tflite_latency``.
+
+    Returns:
+        batch / mean call time, or None when the signature's batch is fixed
+        to another size.
+
+    Raises:
+        LatencyError: not a SavedModel with a serving_default signature.
+
+    Example:
+        >>> savedmodel_throughput("export/demo/saved_model", batch=32)   # doctest: +SKIP
+        88.2
+    """
+    from mfn_tf2.backend import tf
+    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+        raise LatencyError(f"{path}: not a SavedModel folder (no saved_model.pb)")
+    try:
+        fn = tf.saved_model.load(path).signatures["serving_default"]
+    except (KeyError, OSError, ValueError) as err:
+        raise LatencyError(f"{path}: cannot load SavedModel serving_default ({err})") from None
+    (name, spec), = fn.structured_input_signature[1].items()
+    fixed, height, width, _ = spec.shape
+    if fixed is not None and fixed != batch:
+        return None
+    pixels = _sized(images, batch, int(height), int(width))
+    feed = {name: tf.constant(model_input(pixels, spec.dtype.as_numpy_dtype))}
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        fn(**feed)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return batch / float(np.mean(times))
+
+
+__all__ = ["LatencyError", "NotResizable", "smooth_images", "model_input", "tflite_latency",
+           "tflite_throughput", "savedmodel_throughput"]

@@ -1,0 +1,190 @@
+"""Train MobileFaceNet + ArcFace on a folder of face folders (one folder per person).
+
+    # two CPU cores, LFW's training identities, checked every epoch on the held-out pairs
+    python -m mfn_tf2.train ../shared/data/lfw/train ../shared/data/lfw/heldout \\
+        ../shared/data/lfw/pairs_heldout.txt --preset paper --batch_size 64 --epochs 2 \\
+        --evaluate_epochs 1 --save_model_directory weights/
+
+    # all GPUs of a machine (MirroredStrategy), bfloat16/float16 where the hardware has it
+    python -m mfn_tf2.train faces/ lfw/ lfw/pairs.txt --gpu 0,1 --mixed_precision auto
+
+    # several machines: the same command on each, with its own TF_CONFIG (see README)
+    TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}' \\
+        python -m mfn_tf2.train shards/ lfw/ lfw/pairs.txt --strategy multi_worker
+
+Started again with the same ``--save_model_directory`` it resumes from the
+newest checkpoint. ``pairs_filename`` may be "none" to verify on pairs
+generated from ``data_directory`` (``--sample_type``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from mfn_tf2 import cli
+from mfn_tf2 import config as C
+from mfn_tf2.backend import keras, tf
+from mfn_tf2.callbacks import Checkpointer, LearningRateLogger, NanGuard, TimeBudget, Verifier
+from mfn_tf2.checkpoints import CheckpointError, claim_directory, latest, load_backbone, training_checkpoint
+from mfn_tf2.data import DataError, open_training_data
+from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
+from mfn_tf2.fileio import OutputError, OutputLock, atomic_directory
+from mfn_tf2.model import build_backbone
+from mfn_tf2.recognizer import Recognizer, make_optimizer, set_precision
+from mfn_tf2.verification import load_pairs, verifier_for
+
+CONFIGS = {"model": C.ModelConfig, "data": C.DataConfig, "eval": C.EvalConfig, "train": C.TrainConfig}
+
+
+def build_parser(recipe: str = "seed", preset: str | None = None) -> argparse.ArgumentParser:
+    """Every flag of ``python -m mfn_tf2.train``.
+
+    Defaults come from the ``recipe`` (a whole run), the model's from ``preset`` when given.
+    """
+    p = argparse.ArgumentParser(prog="python -m mfn_tf2.train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n", 2)[2])
+    p.add_argument("train_directory", help="identity folders (or a shard folder from `mfn_tf2.data pack`)")
+    p.add_argument("data_directory", help="root the verification pairs resolve under")
+    p.add_argument("pairs_filename", help="verification pairs (LFW pairs.txt or 'path1 path2 label'); "
+                   "'none' generates pairs from data_directory")
+    p.add_argument("--recipe", choices=sorted(C.RECIPES), default="seed",
+                   help="settings of a whole run to start from (cpu_demo: learns in minutes on a "
+                        "CPU); flags override it (default: seed)")
+    p.add_argument("--preset", choices=sorted(C.MODEL_PRESETS), default=None,
+                   help="model configuration to start from (seed, paper, mbf); model flags override it")
+    groups = {"model": "model", "data": "data generator", "eval": "evaluation (the periodic check)",
+              "train": "training"}
+    chosen = C.RECIPES[recipe]
+    defaults = {"model": C.MODEL_PRESETS[preset] if preset else chosen.model, "data": chosen.data,
+                "eval": None, "train": chosen.train}
+    for key, cls in CONFIGS.items():
+        cli.add_config_flags(p.add_argument_group(groups[key]), cls,
+                             skip=("train_directory", "data_directory", "pairs_filename"),
+                             defaults=defaults[key])
+    return p
+
+
+def parse(argv=None) -> dict:
+    """Parses argv into {"model", "data", "eval", "train"} configs (preset applied)."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--recipe", choices=sorted(C.RECIPES), default="seed")
+    first.add_argument("--preset", choices=sorted(C.MODEL_PRESETS), default=None)
+    known = first.parse_known_args(argv)[0]
+    parser = build_parser(known.recipe, known.preset)
+    ns = parser.parse_args(argv)
+    pairs = None if ns.pairs_filename.lower() == "none" else ns.pairs_filename
+    return cli.build_configs(parser, ns, CONFIGS, data={"train_directory": ns.train_directory},
+                             eval={"data_directory": ns.data_directory, "pairs_filename": pairs})
+
+
+def run(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, eval_cfg: C.EvalConfig,
+        train_cfg: C.TrainConfig, log=print) -> dict:
+    """Trains and returns {"epochs_done", "verification", "stopped"}; raises on bad input.
+
+    Writes checkpoints, logs, ``best/``, ``embedding_model/`` and
+    ``final.weights.h5`` into ``train_cfg.save_model_directory``.
+    """
+    strategy = make_strategy(train_cfg.gpu, train_cfg.strategy, train_cfg.logical_cpus)
+    policy = set_precision(train_cfg.mixed_precision)
+    keras.utils.set_random_seed(train_cfg.seed)
+    chief = is_chief(strategy)
+    save_dir = train_cfg.save_model_directory
+    data = open_training_data(C.replace(data_cfg, image_size=model_cfg.image_size))
+    verify = verifier_for(load_pairs(eval_cfg), eval_cfg) if chief else None
+    if chief:
+        claim_directory(save_dir, model_cfg, data.class_names)
+    log(f"{data.num_classes} identities, {data.num_train} training images"
+        + (f", {data.num_valid} validation" if data.num_valid else "")
+        + (f", {len(data.skipped)} files skipped" if data.skipped else "")
+        + f"; {strategy.num_replicas_in_sync} replica(s), precision {policy}")
+
+    steps = max(1, data.num_train // data_cfg.batch_size)
+    with strategy.scope():
+        backbone = build_backbone(model_cfg)
+        recognizer = Recognizer(backbone, data.num_classes, model_cfg.loss_scale, model_cfg.loss_margin,
+                                margin_warmup_steps=int(train_cfg.margin_warmup_epochs * steps))
+        optimizer = make_optimizer(train_cfg, steps)
+        recognizer.compile(optimizer=optimizer)
+        recognizer.head((recognizer(tf.zeros((1, model_cfg.image_size, model_cfg.image_size, 3))),
+                         tf.zeros((1,), tf.int32)))  # creates the head's weights before a restore
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        ckpt = training_checkpoint(recognizer, optimizer, epoch)
+        write_dir = worker_directory(save_dir, strategy)
+        manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=3)
+        resume_from = latest(save_dir)
+        if resume_from:
+            ckpt.restore(resume_from)
+            log(f"resuming from epoch {int(epoch.numpy())} ({os.path.basename(resume_from)})")
+        elif train_cfg.pretrained_model:
+            _load_pretrained(recognizer, train_cfg.pretrained_model, data.num_classes, log)
+
+    train_ds = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(ctx).repeat())
+    # Whole global batches only: a replica must never get an empty one.
+    valid_steps = data.num_valid // data_cfg.batch_size
+    valid_ds = (strategy.distribute_datasets_from_function(lambda ctx: data.valid_dataset(ctx).repeat())
+                if valid_steps else None)
+    nan_guard, budget = NanGuard(), TimeBudget(train_cfg.max_minutes)
+    callbacks = [nan_guard, budget, LearningRateLogger(),
+                 Checkpointer(manager, epoch, train_cfg.checkpoint_epochs, train_cfg.checkpoint_steps,
+                              train_cfg.epochs)]
+    if chief:
+        verifier = Verifier(verify, train_cfg.evaluate_epochs, train_cfg.epochs,
+                            None if strategy.num_replicas_in_sync > 1 and not _single_machine(strategy)
+                            else os.path.join(save_dir, "best"), log)
+        log_dir = train_cfg.log_dir or os.path.join(save_dir, "logs")
+        callbacks += [verifier, keras.callbacks.CSVLogger(os.path.join(save_dir, "history.csv"), append=True),
+                      keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0)]
+    recognizer.fit(train_ds, epochs=train_cfg.epochs, initial_epoch=int(epoch.numpy()),
+                   steps_per_epoch=steps, validation_data=valid_ds, validation_steps=valid_steps or None,
+                   callbacks=callbacks,
+                   verbose=1 if chief else 0)
+    if nan_guard.message:
+        raise FloatingPointError(nan_guard.message)
+    _save_final(recognizer, save_dir, write_dir)
+    if write_dir != save_dir:
+        shutil.rmtree(write_dir, ignore_errors=True)
+    return {"epochs_done": int(epoch.numpy()), "stopped": "time budget" if budget.expired else None,
+            "verification": verifier.last_report if chief else None}
+
+
+def _single_machine(strategy) -> bool:
+    return not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def _load_pretrained(recognizer: Recognizer, path: str, num_classes: int, log) -> None:
+    """Backbone weights from a training directory or SavedModel; the head when classes match."""
+    source = load_backbone(path) if not os.path.exists(os.path.join(path, "saved_model.pb")) \
+        else keras.models.load_model(path, compile=False)
+    recognizer.backbone.set_weights(source.get_weights())
+    log(f"starting from {path} (backbone; the ArcFace head for {num_classes} classes starts fresh)")
+
+
+def _save_final(recognizer: Recognizer, save_dir: str, write_dir: str) -> None:
+    """The embedding model as a SavedModel and the whole recognizer's weights."""
+    target = os.path.join(write_dir, "embedding_model")
+    with atomic_directory(target) as tmp:
+        recognizer.backbone.save(tmp, include_optimizer=False)
+    weights = os.path.join(write_dir, "final.weights.h5")
+    tmp = weights + ".tmp.h5"
+    recognizer.save_weights(tmp)
+    os.replace(tmp, weights)
+
+
+def main(argv=None) -> None:
+    """Entry point of ``python -m mfn_tf2.train``."""
+    cfg = parse(argv)
+    lock_dir = cfg["train"].save_model_directory
+    try:
+        with OutputLock(lock_dir):
+            result = run(cfg["model"], cfg["data"], cfg["eval"], cfg["train"])
+    except (DataError, CheckpointError, OutputError, ValueError, FloatingPointError) as err:
+        cli.fail(str(err))
+    print(f"done: {result['epochs_done']} epochs in {lock_dir}"
+          + (f" (stopped by the {result['stopped']})" if result["stopped"] else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Face verification of one or many models on the same pairs: the kit's judge.
+
+Pairs are read (or generated) and checked before any model runs; every image
+is embedded once per model; scores are cosine similarities; the figures
+follow the LFW conventions of ``metrics.py``. The training loop's periodic
+check, ``mfn_tf2.evaluate`` and the export report all come through here.
+
+Example:
+    >>> pairs = load_pairs(EvalConfig(pairs_filename="lfw/pairs.txt", data_directory="lfw"))  # doctest: +SKIP
+    >>> result = verify_models([FeatureExtractor("weights/")], pairs, (1e-3, 1e-2))         # doctest: +SKIP
+    >>> print(markdown_table(result))                                                      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mfn_tf2 import metrics
+from mfn_tf2.config import EvalConfig
+from mfn_tf2.embedders import FeatureExtractor
+from mfn_tf2.pairs import PairSet, generate_pairs, read_pairs
+
+
+def load_pairs(cfg: EvalConfig) -> PairSet:
+    """The pairs of an EvalConfig: read from ``pairs_filename`` or generated from ``data_directory``."""
+    if cfg.pairs_filename:
+        return read_pairs(cfg.pairs_filename, cfg.data_directory, skip_missing=cfg.skip_missing)
+    return generate_pairs(cfg.data_directory, sample_type=cfg.sample_type, repeat_times=cfg.repeat_times,
+                          num_person=cfg.num_person, num_sample=cfg.num_sample, seed=cfg.seed)
+
+
+def verify_models(extractors: list[FeatureExtractor], pairs: PairSet, far_targets=(1e-2,),
+                  progress: bool = False) -> dict:
+    """Embeds the pairs' images with every model and scores them.
+
+    Args:
+        extractors: the models; the first one is the reference for agreement.
+        pairs: the verification pairs.
+        far_targets: FARs at which TAR is reported.
+        progress: show a progress bar per model.
+
+    Returns:
+        {"pairs": {...}, "models": [{"name", "model", "report", "scores", "agreement"}]};
+        "agreement" (mean/min cosine between this model's and the first model's
+        embeddings of the same images) is None for the first model.
+    """
+    paths = pairs.unique_paths()
+    i1, i2 = pairs.pair_indices()
+    results, reference = [], None
+    for fe in extractors:
+        emb = fe.embed_paths(paths, progress=progress)
+        scores = np.sum(emb[i1] * emb[i2], axis=1)
+        report = metrics.verification_report(scores, pairs.labels, pairs.folds, far_targets)
+        agreement = metrics.cosine_agreement(reference, emb) if reference is not None else None
+        reference = emb if reference is None else reference
+        results.append({"name": fe.name, "model": fe.describe(), "report": report,
+                        "scores": scores, "agreement": agreement})
+    return {"pairs": {"source": pairs.source, "n_pairs": len(pairs.labels), "n_images": len(paths),
+                      "skipped": pairs.skipped}, "models": results}
+
+
+def verifier_for(pairs: PairSet, cfg: EvalConfig):
+    """A callable(backbone) -> report, for the training loop's periodic check."""
+    def verify(backbone) -> dict:
+        fe = FeatureExtractor(backbone, flip=cfg.flip, batch_size=cfg.batch_size)
+        return verify_models([fe], pairs, cfg.far_target)["models"][0]["report"]
+    return verify
+
+
+def markdown_table(result: dict, names: list[str] | None = None) -> str:
+    """The side-by-side table of ``verify_models``' result, as Markdown.
+
+    Args:
+        result: what ``verify_models`` returned.
+        names: display names per model (default: the model paths).
+    """
+    models = result["models"]
+    fars = list(models[0]["report"]["tar_at_far"])
+    head = (["model", "accuracy (%)", "threshold"] + [f"TAR@FAR={f} (%)" for f in fars]
+            + ["EER (%)", "AUC", "cosine to first (mean / min)"])
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in zip(names or [m["name"] for m in models], models):
+        r, agree = m["report"], m["agreement"]
+        cells = ([name, f"{100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}", f"{r['threshold']:.3f}"]
+                 + [f"{100 * r['tar_at_far'][f]:.2f}" for f in fars]
+                 + [f"{100 * r['eer']:.2f}", f"{r['auc']:.4f}",
+                    f"{agree['mean']:.4f} / {agree['min']:.4f}" if agree else "(reference)"])
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)

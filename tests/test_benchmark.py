@@ -1,0 +1,141 @@
+"""python -m mfn_tf2.benchmark and mfn_tf2.latency on tiny real models, real LiteRT, real faces."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from mfn_tf2.backend import keras, tf
+from mfn_tf2.config import ModelConfig
+from mfn_tf2.images import read_rgb
+from mfn_tf2.latency import (LatencyError, model_input, smooth_images, savedmodel_throughput,
+                             tflite_latency, tflite_throughput)
+from mfn_tf2.model import build_backbone
+
+TINY = ModelConfig(width=0.25, image_size=32, embedding_dim=16)
+TINY_FLAGS = ["--width", "0.25", "--image_size", "32", "--embedding_dim", "16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A width-0.25, 32-pixel backbone as a SavedModel and a .tflite (float, dynamic batch)."""
+    out = tmp_path_factory.mktemp("models")
+    module = tf.Module()
+    module.backbone = build_backbone(TINY)
+    # A bare serving signature saves and converts in a fraction of keras' save().
+    serve = tf.function(lambda image: {"embedding": module.backbone(image, training=False)},
+                        input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="image")])
+    saved = out / "saved_model"
+    tf.saved_model.save(module, str(saved), signatures={"serving_default": serve.get_concrete_function()})
+    tflite = out / "tiny.tflite"
+    tflite.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
+    return {"tflite": tflite, "saved_model": saved}
+
+
+@pytest.fixture(scope="module")
+def fixed_batch_tflite(tmp_path_factory):
+    """A .tflite whose reshape pins the batch to 1 (its batch cannot be resized)."""
+    conv = keras.layers.Conv2D(4, 3)
+    conv.build((1, 32, 32, 3))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 3], tf.float32)])
+    def embed(x):
+        return tf.reshape(conv(x), [1, -1])
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([embed.get_concrete_function()], conv)
+    path = tmp_path_factory.mktemp("fixed") / "fixed.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_model_input_matches_each_input_kind():
+    pixels = np.array([0, 127, 255], np.uint8).reshape(1, 1, 3, 1).repeat(3, axis=3)
+    as_float = model_input(pixels, np.float32)
+    np.testing.assert_allclose(as_float[0, 0, :, 0], [-127.5 / 128, -0.5 / 128, 127.5 / 128])
+    # int8 with scale 1/128, zero point 0: normalised x -> round(128 x), clipped to [-128, 127].
+    as_int8 = model_input(pixels, np.int8, (1 / 128, 0))
+    assert as_int8.dtype == np.int8 and list(as_int8[0, 0, :, 0]) == [-128, 0, 127]
+    # uint8 without quantization: the raw pixels.
+    assert model_input(pixels, np.uint8).tolist() == pixels.tolist()
+
+
+def test_smooth_images_are_not_flat():
+    images = smooth_images(3, 32, seed=1)
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
+    assert images.std() > 20 and images.min() < 100 < images.max()
+    assert not np.array_equal(images[0], images[1])
+
+
+def test_latency_and_throughput_of_a_tflite_model(tiny_models, demo_data):
+    faces = np.stack([read_rgb(p) for p in sorted((demo_data / "heldout").rglob("*.jpg"))[:6]])
+    stats = tflite_latency(str(tiny_models["tflite"]), threads=1, runs=12, warmup=2, images=faces)
+    assert 0 < stats["min"] <= stats["p50"] <= stats["p90"] <= stats["p99"]
+    assert stats["runs"] == 12 and stats["batch"] == 1
+    assert tflite_throughput(str(tiny_models["tflite"]), threads=2, batch=4, runs=3) > 0
+
+
+def test_throughput_is_none_when_the_batch_is_fixed(fixed_batch_tflite):
+    assert tflite_latency(str(fixed_batch_tflite), threads=1, runs=3, warmup=1)["p50"] > 0
+    assert tflite_throughput(str(fixed_batch_tflite), threads=1, batch=4, runs=2) is None
+
+
+def test_savedmodel_throughput(tiny_models):
+    assert savedmodel_throughput(str(tiny_models["saved_model"]), batch=4, runs=2, warmup=1) > 0
+
+
+def test_latency_names_a_file_that_is_not_a_model(tmp_path):
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a flatbuffer")
+    with pytest.raises(LatencyError, match="junk.tflite: cannot load TFLite model"):
+        tflite_latency(str(junk), threads=1, runs=1)
+
+
+def test_cli_writes_json_and_markdown(tiny_models, demo_data, tmp_path):
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    res = run_cli("benchmark", tiny_models["tflite"], tiny_models["saved_model"], "--threads", "1,2",
+                  "--runs", "5", "--warmup", "1", "--batch", "4", "--images", demo_data / "heldout",
+                  "--json", out_json, "--markdown", out_md)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(out_json.read_text())
+    assert {"machine", "settings", "models", "load_after"} <= set(report)
+    assert report["machine"]["cores"] >= 1 and report["machine"]["versions"]["tensorflow"]
+    lite, saved = report["models"]
+    assert lite["kind"] == "tflite" and lite["size_mb"] > 0
+    assert [r["threads"] for r in lite["runs"]] == [1, 2]
+    for r in lite["runs"]:
+        assert 0 < r["p50"] <= r["p90"] <= r["p99"] and r["mean"] > 0 and r["throughput"] > 0
+    assert saved["kind"] == "saved_model" and saved["runs"][0]["throughput"] > 0
+    assert "tiny.tflite" in res.stdout and "p50 ms" in res.stdout
+    markdown = out_md.read_text()
+    assert "| model | kind |" in markdown and "tiny.tflite" in markdown
+
+
+def test_cli_training_speed_synthetic_and_real(face_tree, tmp_path):
+    synthetic, real = tmp_path / "synthetic.json", tmp_path / "real.json"
+    common = ["--train", *TINY_FLAGS, "--batch_size", "8", "--train_steps", "2", "--train_warmup", "1"]
+    res = run_cli("benchmark", *common, "--classes", "10", "--json", synthetic)
+    assert res.returncode == 0, res.stderr
+    training = json.loads(synthetic.read_text())["training"]
+    assert training["images_per_second"] > 0 and training["steps"] == 2
+    assert training["data"] == "synthetic" and training["classes"] == 10
+    assert "training:" in res.stdout
+
+    res = run_cli("benchmark", *common, "--train_directory", face_tree, "--pipeline_batches", "3",
+                  "--json", real)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(real.read_text())
+    assert report["pipeline"]["images_per_second"] > 0 and report["pipeline"]["batches"] == 3
+    assert report["training"]["classes"] == 6 and report["training"]["images_per_second"] > 0
+
+
+def test_cli_bad_model_path_is_one_error_line(tmp_path):
+    missing = tmp_path / "nope.tflite"
+    res = run_cli("benchmark", missing, "--runs", "1")
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "nope.tflite" in lines[0]
+
+
+def test_cli_needs_a_model_or_train():
+    res = run_cli("benchmark")
+    assert res.returncode == 2 and "give at least one MODEL" in res.stderr

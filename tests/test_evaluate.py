@@ -1,0 +1,122 @@
+"""python -m mfn_tf2.evaluate and FeatureExtractor on every kind of model, on real face pairs."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+
+def _tflite(model, path, int8_calibration=None):
+    from mfn_tf2.backend import tf
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8_calibration is not None:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x[None]] for x in int8_calibration)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+    path.write_bytes(conv.convert())
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_forms(tiny_run, tmp_path_factory):
+    """The tiny run as checkpoint, SavedModel and float TFLite."""
+    from mfn_tf2.checkpoints import load_backbone
+    save_dir, faces, pairs = tiny_run
+    out = tmp_path_factory.mktemp("forms")
+    return save_dir, save_dir / "embedding_model", _tflite(load_backbone(str(save_dir)), out / "m.tflite")
+
+
+def test_checkpoint_savedmodel_tflite_agree(three_forms, demo_data, tmp_path):
+    report = tmp_path / "r.json"
+    proc = run_cli("evaluate", *three_forms, "--pairs_filename", demo_data / "pairs_heldout.txt",
+                   "--data_directory", demo_data / "heldout", "--far_target", "1e-3,1e-2",
+                   "--json", report, "--save_scores", tmp_path / "s.csv", "--plot", tmp_path / "roc.png")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    models = json.loads(report.read_text())["models"]
+    accs = [m["report"]["accuracy"] for m in models]
+    assert max(accs) - min(accs) <= 0.001, accs
+    assert models[0]["report"]["n_pairs"] == 1200
+    assert set(models[0]["report"]["tar_at_far"]) == {"0.001", "0.01"}
+    assert all(m["agreement"]["min"] > 0.999 for m in models[1:])
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert len(lines) == 1201 and lines[0].count(",") == 5
+    assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| model |" in proc.stdout
+
+
+def _tiny_model(height, width):
+    from mfn_tf2.backend import keras
+    inp = keras.Input((height, width, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(16)(x))
+
+
+def test_non_square_and_int8_input_models(tmp_path, demo_data):
+    from mfn_tf2.embedders import FeatureExtractor
+    model = _tiny_model(40, 32)
+    calib = np.random.default_rng(0).uniform(-1, 1, (8, 40, 32, 3)).astype(np.float32)
+    fp = _tflite(model, tmp_path / "ns.tflite")
+    q = _tflite(model, tmp_path / "ns_int8.tflite", calib)
+    face = np.random.default_rng(1).integers(0, 255, (3, 112, 112, 3), dtype=np.uint8)
+    f32, i8 = FeatureExtractor(str(fp)), FeatureExtractor(str(q))
+    assert f32.input_size == (40, 32) and i8.describe()["input_dtype"] == "int8"
+    a, b = f32.infer(face), i8.infer(face)
+    assert a.shape == (3, 16) and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    assert np.sum(a * b, axis=1).min() > 0.95
+    proc = run_cli("evaluate", fp, q, "--pairs_filename", demo_data / "pairs_heldout.txt",
+                   "--data_directory", demo_data / "heldout")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("ns") >= 2
+
+
+def test_flip_and_generated_pairs(three_forms, tiny_run, tmp_path):
+    save_dir, faces, _ = tiny_run
+    proc = run_cli("evaluate", save_dir, "--data_directory", faces, "--sample_type", "0",
+                   "--repeat_times", "2", "--flip", "true", "--save_pairs", tmp_path / "gen.txt",
+                   "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Accuracy-Flip" in proc.stdout
+    lines = (tmp_path / "gen.txt").read_text().split("\n")
+    labels = [ln.split("\t")[-1] for ln in lines if ln.strip()]
+    assert labels.count("1") == labels.count("0") > 0
+    assert json.loads((tmp_path / "r.json").read_text())["config"]["flip"] is True
+
+
+def test_feature_extractor_api(three_forms):
+    from mfn_tf2 import FeatureExtractor
+    from mfn_tf2.embedders import EmbedderError
+    fe = FeatureExtractor(str(three_forms[2]))
+    one = fe.infer(np.full((250, 250, 3), 120, np.uint8))
+    assert one.shape == (1, 32)
+    batch = np.random.default_rng(0).integers(0, 255, (4, 60, 70, 3)).astype(np.uint8)
+    assert np.allclose(fe.infer(batch), fe.infer(batch.astype(np.float32)), atol=1e-6)
+    for bad, words in ((np.zeros((0, 32, 32, 3), np.uint8), "empty"),
+                       (np.zeros((32, 32, 4), np.uint8), "shape"),
+                       (np.full((32, 32, 3), np.nan, np.float32), "NaN"),
+                       (np.array([["a"]]), "dtype")):
+        with pytest.raises(EmbedderError, match=words):
+            fe.infer(bad)
+
+
+@pytest.mark.parametrize("content,words", [(None, "no such file"), (b"", "cannot load"),
+                                           (b"not a model at all", "cannot load")])
+def test_bad_model_paths(tmp_path, demo_data, content, words):
+    path = tmp_path / "m.tflite"
+    if content is not None:
+        path.write_bytes(content)
+    proc = run_cli("evaluate", path, "--pairs_filename", demo_data / "pairs_heldout.txt",
+                   "--data_directory", demo_data / "heldout")
+    assert proc.returncode != 0
+    assert words in proc.stderr and str(path) in proc.stderr
+
+
+def test_bad_pairs_line_reported_before_models(tmp_path, demo_data):
+    bad = tmp_path / "pairs.txt"
+    bad.write_text("1\t2\nAbel_Pacheco\t1\n")
+    proc = run_cli("evaluate", tmp_path / "missing.tflite", "--pairs_filename", bad,
+                   "--data_directory", demo_data / "heldout")
+    assert proc.returncode != 0
+    assert f"{bad}:2" in proc.stderr

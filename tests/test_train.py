@@ -1,0 +1,105 @@
+"""python -m mfn_tf2.train on real faces: outputs, resume, SIGKILL, two replicas, refusals."""
+import csv
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from conftest import REPO, TINY_MODEL_FLAGS, make_face_tree, run_cli, train_tiny, write_plain_pairs
+
+
+def _history_epochs(save_dir):
+    with open(save_dir / "history.csv") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_train_writes_everything_and_verifies(tiny_run):
+    save_dir, _, _ = tiny_run
+    for name in ("run.json", "checkpoint", "final.weights.h5", "embedding_model/saved_model.pb",
+                 "best/saved_model.pb", "history.csv"):
+        assert (save_dir / name).exists(), name
+    assert _history_epochs(save_dir) == [0, 1]
+    with open(save_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert all(0.0 <= float(r["verify_accuracy"]) <= 1.0 for r in rows)
+    assert all(float(r["learning_rate"]) > 0 for r in rows)
+    assert any((save_dir / "logs").rglob("events.out.tfevents*"))
+
+
+def test_resume_continues_from_last_epoch(tmp_path):
+    faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
+    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
+    first = train_tiny(tmp_path / "w", faces, pairs, epochs=1)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = train_tiny(tmp_path / "w", faces, pairs, epochs=2)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming from epoch 1" in again.stdout
+    assert _history_epochs(tmp_path / "w") == [0, 1]
+
+
+def test_sigkill_then_resume_at_saved_epoch(tmp_path):
+    from mfn_tf2.backend import tf
+    faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
+    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
+    save = tmp_path / "w"
+    cmd = [sys.executable, "-m", "mfn_tf2.train", faces, faces, pairs, *TINY_MODEL_FLAGS, "--batch_size", "8",
+           "--epochs", "500", "--checkpoint_epochs", "1", "--evaluate_epochs", "1000",
+           "--save_model_directory", save]
+    proc = subprocess.Popen(list(map(str, cmd)), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(save.glob("ckpt-*.index"))) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    latest = tf.train.latest_checkpoint(str(save))
+    assert latest, "no checkpoint before the kill"
+    saved_epoch = int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert saved_epoch >= 1
+    from mfn_tf2.embedders import FeatureExtractor
+    probe = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    before = FeatureExtractor(str(save)).infer(probe)
+    again = train_tiny(save, faces, pairs, "--evaluate_epochs", "1000", epochs=saved_epoch)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming from epoch {saved_epoch}" in again.stdout
+    # Nothing left to train: the restored weights are the ones saved before the kill.
+    np.testing.assert_allclose(FeatureExtractor(str(save)).infer(probe), before, atol=1e-5)
+
+
+def test_two_logical_cpus_mirrored(tmp_path):
+    faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
+    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
+    proc = train_tiny(tmp_path / "w", faces, pairs, "--logical_cpus", "2", epochs=1)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 replica(s)" in proc.stdout
+
+
+def test_other_configuration_is_refused(tiny_run, tmp_path):
+    save_dir, faces, pairs = tiny_run
+    proc = run_cli("train", faces, faces, pairs, "--image_size", "32", "--width", "0.25",
+                   "--embedding_dim", "64", "--epochs", "1", "--save_model_directory", save_dir)
+    assert proc.returncode != 0
+    assert "another configuration" in proc.stderr and "embedding_dim" in proc.stderr
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    from mfn_tf2.embedders import FeatureExtractor
+    faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
+    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
+    good = train_tiny(tmp_path / "w", faces, pairs, epochs=1)
+    assert good.returncode == 0, good.stderr[-2000:]
+    proc = train_tiny(tmp_path / "w", faces, pairs, "--learning_rate", "1e30", epochs=4)
+    assert proc.returncode != 0
+    assert "error: loss became" in proc.stderr
+    probe = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    assert np.isfinite(FeatureExtractor(str(tmp_path / "w")).infer(probe)).all()
+
+
+def test_help_documents_every_flag():
+    proc = run_cli("train", "--help")
+    assert proc.returncode == 0
+    for flag in ("--batch_size", "--aug_freq", "--expansion_ratio", "--loss_margin", "--pretrained_model",
+                 "--checkpoint_epochs", "--sample_type", "--far_target", "--gpu", "--mixed_precision",
+                 "--optimizer", "--warmup_epochs", "--lr_schedule", "--seed", "--log_dir"):
+        assert flag in proc.stdout, flag
