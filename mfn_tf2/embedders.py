@@ -173,9 +173,10 @@ class FeatureExtractor:
         """uint8/float 0-255 RGB (N, H, W, 3) of any size -> the model's input tensor."""
         h, w = self.input_size
         crop = self.pre.crop
-        resized = np.stack([cv2.resize(im[crop[1]:crop[3], crop[0]:crop[2]] if crop else im, (w, h),
-                                       interpolation=cv2.INTER_AREA if im.shape[0] > h else cv2.INTER_LINEAR)
-                            for im in images]).astype(np.float32)
+        # Resized in float32 so uint8 and float pixels give the same input.
+        resized = np.stack([cv2.resize(np.asarray(im[crop[1]:crop[3], crop[0]:crop[2]] if crop else im, np.float32),
+                                       (w, h), interpolation=cv2.INTER_AREA if im.shape[0] > h else cv2.INTER_LINEAR)
+                            for im in images])
         if self.pre.bgr:
             resized = resized[..., ::-1]
         if np.issubdtype(self.backend.dtype, np.integer) and not self.backend.in_quant:
