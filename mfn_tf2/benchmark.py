@@ -93,7 +93,7 @@ def delegation(path: str, threads: int) -> dict:
     from mfn_tf2.tflite import op_report
     report = op_report(path, num_threads=threads)
     slow = collections.Counter(f"{op['op']} ({op['dtype']})" for op in report if not op["delegated"])
-    return {"ops": len(report), "not_delegated": [f"{count} x {name}" for name, count in sorted(slow.items())]}
+    return {"ops": len(report), "not_delegated": [f"{n} x {name}" for name, n in sorted(slow.items())]}
 
 
 def bench_tflite(path: str, args, images) -> dict:
@@ -149,14 +149,15 @@ def train_speed(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, train_cfg: C.T
     batches = iter(dataset)
     for _ in range(warmup):
         step(batches)
-    times = []
+    times, cpu_start = [], time.process_time()
     for _ in range(steps):
         start = time.perf_counter()
         logs = step(batches)
         times.append(time.perf_counter() - start)
+    cpu_seconds = time.process_time() - cpu_start
     if not np.isfinite(float(logs["loss"])):
         raise FloatingPointError(f"training loss became {float(logs['loss'])} while benchmarking")
-    return {"images_per_second": batch / float(np.mean(times)), "step_ms": 1e3 * float(np.mean(times)),
+    return {**_rates(steps * batch, sum(times), cpu_seconds), "step_ms": 1e3 * float(np.mean(times)),
             "step_ms_min": 1e3 * float(np.min(times)), "steps": steps, "warmup": warmup,
             "batch_size": batch, "precision": policy, "optimizer": train_cfg.optimizer,
             "classes": num_classes, "data": data_cfg.train_directory or "synthetic",
@@ -171,13 +172,20 @@ def pipeline_speed(data_cfg: C.DataConfig, image_size: int, batches: int) -> dic
     data = _open_data(data_cfg, image_size)
     stream = iter(data.train_dataset().repeat())
     next(stream)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(batches):
         next(stream)
-    elapsed = time.perf_counter() - start
-    return {"images_per_second": batches * data_cfg.batch_size / elapsed, "batches": batches,
+    elapsed, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return {**_rates(batches * data_cfg.batch_size, elapsed, cpu_seconds), "batches": batches,
             "batch_size": data_cfg.batch_size, "data": data_cfg.train_directory,
             "num_train": data.num_train, "classes": data.num_classes}
+
+
+def _rates(images: int, wall_seconds: float, cpu_seconds: float) -> dict:
+    """images/s, images per CPU-second, and the share of the usable cores this process
+    kept busy (well below 1: other programs took the rest)."""
+    return {"images_per_second": images / wall_seconds, "images_per_cpu_second": images / cpu_seconds,
+            "cpu_share": cpu_seconds / (wall_seconds * len(os.sched_getaffinity(0)))}
 
 
 def _open_data(data_cfg: C.DataConfig, image_size: int):
@@ -216,26 +224,30 @@ def summary_lines(report: dict) -> list[str]:
     lines = [f"machine: {mach['cpu']}, {mach['cores']} cores ({mach['usable_cores']} usable), "
              f"load {mach['load_average']} -> {report['load_after']}",
              f"versions: {versions}"]
-    threads = ([f"LiteRT {','.join(map(str, s['threads']))}"] if report["models"] else []) + (
-        [f"TensorFlow intra-op {s['tf_intra_op'] or 'default'}, inter-op {s['tf_inter_op'] or 'default'}"]
-        if "tf_intra_op" in s else [])
+    threads = [f"LiteRT {','.join(map(str, s['threads']))}"] if report["models"] else []
+    if "tf_intra_op" in s:
+        threads.append(f"TensorFlow intra-op {s['tf_intra_op'] or 'default'}, "
+                       f"inter-op {s['tf_inter_op'] or 'default'}")
     if threads:
         lines.append("threads: " + "; ".join(threads))
     if "pipeline" in report:
         p = report["pipeline"]
         lines.append(f"input pipeline: {p['images_per_second']:.1f} images/s at batch {p['batch_size']} "
-                     f"on {p['data']} (no model)")
+                     f"on {p['data']} (no model; {100 * p['cpu_share']:.0f}% of the cores)")
     if "training" in report:
         t = report["training"]
-        lines.append(f"training: {t['images_per_second']:.1f} images/s at batch {t['batch_size']} on {t['data']} "
-                     f"({t['precision']}, {t['optimizer']}, {t['macs_per_image'] / 1e6:.0f} M MACs/img, "
-                     f"{t['step_ms']:.0f} ms/step)")
+        lines.append(f"training: {t['images_per_second']:.1f} images/s at batch {t['batch_size']} "
+                     f"on {t['data']} ({t['precision']}, {t['optimizer']}, "
+                     f"{t['macs_per_image'] / 1e6:.0f} M MACs/img, {t['step_ms']:.0f} ms/step, "
+                     f"{100 * t['cpu_share']:.0f}% of the cores)")
     if "pipeline" in report and "training" in report:
-        ratio = report["pipeline"]["images_per_second"] / report["training"]["images_per_second"]
+        # Per CPU-second: both share the cores, and other programs may take a
+        # different share of them during each measurement.
+        pipe, train = report["pipeline"], report["training"]
+        ratio = pipe["images_per_cpu_second"] / train["images_per_cpu_second"]
         limit = "compute" if ratio >= _PIPELINE_HEADROOM else "the input pipeline (decoding)"
-        # On a CPU both share the cores: decoding costs 1/ratio of the training time.
-        lines.append(f"the pipeline alone is {ratio:.1f}x the training rate (decoding costs about "
-                     f"{100 / ratio:.0f}% of a training step's CPU time): {limit} limits training")
+        lines.append(f"per CPU-second the pipeline does {ratio:.1f}x the images training does (decoding "
+                     f"costs about {100 / ratio:.0f}% of the training CPU time): {limit} limits training")
     return lines
 
 
@@ -243,8 +255,11 @@ def render_text(report: dict) -> str:
     """The report as an aligned plain-text table for the terminal."""
     header, table = rows(report)
     widths = [max(len(c) for c in col) for col in zip(header, *table)]
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    body = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in table] if table else []
+
+    def line(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    body = [line(header), line(["-" * w for w in widths])] + [line(r) for r in table] if table else []
     return "\n".join(summary_lines(report) + [""] + body) + "\n"
 
 
@@ -278,25 +293,28 @@ def build_parser(preset: str = "seed") -> argparse.ArgumentParser:
                    help="model configuration to start from; model flags override it (default: seed)")
     t.add_argument("--train_steps", type=int, default=10, help="timed optimizer steps (default: 10)")
     t.add_argument("--train_warmup", type=int, default=3, help="untimed steps first (default: 3)")
-    t.add_argument("--classes", type=int, default=1000, help="identities of the synthetic data (default: 1000)")
+    t.add_argument("--classes", type=int, default=1000,
+                   help="identities of the synthetic data (default: 1000)")
     t.add_argument("--pipeline_batches", type=int, default=20,
                    help="batches timed of the input pipeline alone (default: 20)")
     cli.add_config_flags(p.add_argument_group("model"), C.ModelConfig, defaults=C.MODEL_PRESETS[preset])
     cli.add_config_flags(p.add_argument_group("data (empty --train_directory: synthetic)"), C.DataConfig,
                          defaults=C.replace(C.DataConfig(), batch_size=64))
-    cli.add_config_flags(p.add_argument_group("training"), C.TrainConfig,
-                         skip=[f.name for f in dataclasses.fields(C.TrainConfig) if f.name not in _TRAIN_FIELDS])
+    others = [f.name for f in dataclasses.fields(C.TrainConfig) if f.name not in _TRAIN_FIELDS]
+    cli.add_config_flags(p.add_argument_group("training"), C.TrainConfig, skip=others)
     return p
 
 
-def _check_counts(parser, ns) -> None:
-    counts = {"--runs": ns.runs, "--batch": ns.batch, "--train_steps": ns.train_steps,
-              "--pipeline_batches": ns.pipeline_batches, "--classes": ns.classes}
-    bad = [f"{flag} {value}" for flag, value in counts.items() if value < 1]
-    bad += [f"--warmup {ns.warmup}"] * (ns.warmup < 0) + [f"--train_warmup {ns.train_warmup}"] * (ns.train_warmup < 0)
-    bad += [f"--threads {t}" for t in ns.threads if t < 1]
-    if bad:
-        parser.error(f"{', '.join(bad)}: must be positive")
+def _check_args(parser, ns) -> None:
+    """Rejects impossible counts and missing model paths before any work starts."""
+    # flag -> (value, smallest allowed)
+    counts = {"--runs": (ns.runs, 1), "--batch": (ns.batch, 1), "--train_steps": (ns.train_steps, 1),
+              "--pipeline_batches": (ns.pipeline_batches, 1), "--classes": (ns.classes, 1),
+              "--warmup": (ns.warmup, 0), "--train_warmup": (ns.train_warmup, 0),
+              "--threads": (min(ns.threads, default=0), 1)}
+    for flag, (value, least) in counts.items():
+        if value < least:
+            parser.error(f"{flag} {value}: must be at least {least}")
     if not ns.models and not ns.train:
         parser.error("give at least one MODEL (.tflite file or SavedModel folder), or --train")
     # Checked before TensorFlow loads: a typo fails in a second, with one line.
@@ -344,11 +362,11 @@ def main(argv=None) -> None:
     preset.add_argument("--preset", choices=sorted(C.MODEL_PRESETS), default="seed")
     parser = build_parser(preset.parse_known_args(argv)[0].preset)
     args = parser.parse_args(argv)
-    _check_counts(parser, args)
+    _check_args(parser, args)
     configs = cli.build_configs(parser, args, {"model": C.ModelConfig, "data": C.DataConfig,
                                                "train": C.TrainConfig})
     try:
-        report = run(args, configs)
+        report = run(args, configs, log=lambda text: print(text, file=sys.stderr))
         print(render_text(report), end="")
         if args.json:
             write_json(args.json, report)

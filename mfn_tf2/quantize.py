@@ -39,9 +39,11 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-import tensorflow_model_optimization as tfmot
 
 from mfn_tf2.backend import tf, keras
+
+# After backend: tfmot must see TF_USE_LEGACY_KERAS=1 when it imports TensorFlow.
+import tensorflow_model_optimization as tfmot  # noqa: E402
 
 _Q = tfmot.quantization.keras
 _CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)

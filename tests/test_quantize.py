@@ -85,3 +85,15 @@ def test_qat_trains_converts_to_int8_and_reloads(backbone, demo_data, tmp_path):
         loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded.predict(faces[32:], verbose=0), qat.predict(faces[32:], verbose=0),
                                atol=1e-5)
+
+
+def test_export_form_absorbs_mirrored_slopes_into_a_grouped_conv():
+    # mbf's second stem conv is grouped (2 channels a group): slopes > 1 before it
+    # leave a per-channel scale that the grouped kernel must take per group.
+    keras.utils.set_random_seed(4)
+    mbf = build_backbone(ModelConfig(arch="mbf", width=0.25, image_size=SIZE, embedding_dim=16))
+    random_batchnorm(mbf)
+    spread_slopes(mbf, (1.7, -0.4, 3.0, 0.2))
+    x = np.random.default_rng(5).normal(0, 1.5, (4, SIZE, SIZE, 3)).astype(np.float32)
+    want = mbf(x, training=False).numpy()
+    np.testing.assert_allclose(export_form(mbf)(x).numpy(), want, atol=1e-4 * np.abs(want).max())
