@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 
 from mfn_tf2.backend import keras, tf
@@ -25,25 +26,32 @@ class Checkpointer(keras.callbacks.Callback):
         every_epochs: save at the end of every N-th epoch (and the last one).
         every_steps: also save every N optimizer steps (0: off).
         last_epoch: the final epoch index (always saved).
+        scratch: a non-chief worker's scratch folder, removed after each save
+            (every worker takes part in a save under MultiWorkerMirroredStrategy).
     """
 
-    def __init__(self, manager, epoch: tf.Variable, every_epochs: int, every_steps: int, last_epoch: int):
+    def __init__(self, manager, epoch: tf.Variable, every_epochs: int, every_steps: int, last_epoch: int,
+                 scratch: str | None = None):
         super().__init__()
-        self.manager, self.epoch = manager, epoch
+        self.manager, self.epoch, self.scratch = manager, epoch, scratch
         self.every_epochs, self.every_steps, self.last_epoch = every_epochs, every_steps, last_epoch
-        self.stopped_on_nan = False
+
+    def _save(self):
+        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if self.every_steps and step % self.every_steps == 0 and not self.model.stop_training:
-            self.manager.save(checkpoint_number=step)
+            self._save()
 
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training and not _finite(logs):
             return  # never save a diverged model over the last good one
         self.epoch.assign(epoch + 1)
         if (epoch + 1) % self.every_epochs == 0 or epoch + 1 == self.last_epoch or self.model.stop_training:
-            self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+            self._save()
 
 
 def _finite(logs) -> bool:
@@ -96,17 +104,25 @@ class TimeBudget(keras.callbacks.Callback):
 class Verifier(keras.callbacks.Callback):
     """Face verification on pairs every ``every_epochs``; keeps the best backbone.
 
+    Every worker runs this callback: reading the trained weights (batch-norm
+    statistics are synchronised on read) is a collective step under
+    MultiWorkerMirroredStrategy. The weights go into ``clone``, a plain copy of
+    the backbone made outside the strategy, and only the chief (``verify`` set)
+    embeds the pairs with it.
+
     Args:
-        verify: callable(backbone) -> metrics dict with "accuracy" and "tar_at_far".
+        verify: callable(backbone) -> metrics dict with "accuracy" and
+            "tar_at_far"; None on non-chief workers.
+        clone: a backbone of the same architecture, built outside the strategy.
         every_epochs: run after every N-th epoch and after the last one.
         last_epoch: the final epoch index.
         best_dir: where the best backbone is saved as a SavedModel (None: not saved).
         log: callable(str) for the one-line result.
     """
 
-    def __init__(self, verify, every_epochs: int, last_epoch: int, best_dir: str | None, log=print):
+    def __init__(self, verify, clone, every_epochs: int, last_epoch: int, best_dir: str | None, log=print):
         super().__init__()
-        self.verify, self.every, self.last_epoch = verify, every_epochs, last_epoch
+        self.verify, self.clone, self.every, self.last_epoch = verify, clone, every_epochs, last_epoch
         self.best_dir, self.log = best_dir, log
         self.best = -1.0
         self.last_report = None
@@ -116,7 +132,10 @@ class Verifier(keras.callbacks.Callback):
             return
         if not _finite(logs):
             return
-        report = self.verify(self.model.backbone)
+        self.clone.set_weights(self.model.backbone.get_weights())
+        if self.verify is None:
+            return
+        report = self.verify(self.clone)
         self.last_report = report
         far, tar = next(iter(report["tar_at_far"].items()))
         logs["verify_accuracy"], logs["verify_tar"] = report["accuracy"], tar
@@ -127,6 +146,6 @@ class Verifier(keras.callbacks.Callback):
             self.best = report["accuracy"]
             if self.best_dir:
                 with atomic_directory(self.best_dir) as tmp:
-                    self.model.backbone.save(tmp, include_optimizer=False)
+                    self.clone.save(tmp, include_optimizer=False)
                     with open(os.path.join(tmp, "verification.txt"), "w") as f:
                         f.write(f"epoch {epoch + 1}: accuracy {report['accuracy']:.4f}\n")

@@ -21,6 +21,44 @@ PIXEL_MEAN = 127.5
 PIXEL_STD = 128.0
 
 
+# Value rules: (predicate, what a value must be). A field's rule names the flag
+# in its error, e.g. "--batch_size 0: must be a positive integer".
+_POSITIVE_INT = (lambda v: v >= 1, "must be a positive integer")
+_NON_NEGATIVE = (lambda v: v >= 0, "must be 0 or more")
+_POSITIVE = (lambda v: v > 0, "must be positive")
+
+
+def _within(low, high, *, open_low=False, open_high=False):
+    """The rule for numbers between ``low`` and ``high`` (ends closed unless open)."""
+    shown = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    return (lambda v: (v > low if open_low else v >= low) and (v < high if open_high else v <= high),
+            f"must be in {shown}")
+
+
+def _one_of(*names):
+    return lambda v: v in names, f"choose one of {', '.join(map(str, names))}"
+
+
+def _optional(rule):
+    """``rule``, or None (the field's "not set")."""
+    return (lambda v: v is None or rule[0](v)), rule[1]
+
+
+def _check(cfg, rules: dict) -> None:
+    """Raises ValueError("--field value: what it must be") for the first field breaking its rule.
+
+    Args:
+        cfg: a config instance.
+        rules: {field name: (predicate on the value, what the value must be)}.
+    """
+    for name, (ok, must) in rules.items():
+        value = getattr(cfg, name)
+        if not ok(value):
+            shown = (",".join(map(str, value)) if isinstance(value, tuple)
+                     else repr(value) if isinstance(value, str) else value)
+            raise ValueError(f"--{name} {shown}: {must}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The backbone and the ArcFace head.
@@ -43,6 +81,20 @@ class ModelConfig:
     width: float = 1.0
     loss_scale: float = 64.0
     loss_margin: float = 0.5
+
+    def __post_init__(self):
+        _check(self, _MODEL_RULES)
+
+
+_MODEL_RULES = {
+    # Five stride-2 stages; the global depthwise conv needs a whole feature map.
+    "image_size": (lambda v: v >= 32 and v % 16 == 0, "MobileFaceNet needs a multiple of 16, at least 32"),
+    "expansion_ratio": (lambda v: v == "paper" or (v.isdigit() and int(v) >= 1),
+                        'use a positive integer such as "6", or "paper"'),
+    "loss_scale": _POSITIVE,
+    "loss_margin": _NON_NEGATIVE,
+}
+
 
 
 # Named model configurations a user can start from (``--preset``).
@@ -87,6 +139,23 @@ class DataConfig:
     data_generator: str | None = None
     seed: int = 0
 
+    def __post_init__(self):
+        _check(self, _DATA_RULES)
+
+
+_DATA_RULES = {
+    "batch_size": _POSITIVE_INT,
+    "aug_freq": _within(0, 1),
+    "image_size": _POSITIVE_INT,
+    # Every identity keeps at least one training image, so 1 would be all-but-one.
+    "valid_split_ratio": _within(0, 1, open_high=True),
+    "min_images": _POSITIVE_INT,
+    "max_identities": (_NON_NEGATIVE[0], "must be 0 (all) or more"),
+    "data_generator": _optional((lambda v: all(v.partition(":")[::2]), "give module:function")),
+    "seed": _NON_NEGATIVE,
+}
+
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -127,6 +196,25 @@ class EvalConfig:
     bgr: bool | None = None
     batch_size: int = 64
     seed: int = 0
+
+    def __post_init__(self):
+        _check(self, _EVAL_RULES)
+
+
+_EVAL_RULES = {
+    "sample_type": (_one_of(0, 1)[0], "choose 0 (balanced pairs) or 1 (all pairs)"),
+    "repeat_times": _POSITIVE_INT,
+    "num_person": _POSITIVE_INT,
+    "num_sample": _POSITIVE_INT,
+    "far_target": (lambda v: len(v) > 0 and all(0 < t < 1 for t in v),
+                   "each false accept rate must be in (0, 1), e.g. 1e-3,1e-2"),
+    "crop": _optional((lambda v: len(v) == 4 and 0 <= v[0] < v[2] and 0 <= v[1] < v[3],
+                       "give left,top,right,bottom with left < right and top < bottom")),
+    "std": _optional(_POSITIVE),
+    "batch_size": _POSITIVE_INT,
+    "seed": _NON_NEGATIVE,
+}
+
 
 
 @dataclass(frozen=True)
@@ -180,6 +268,37 @@ class TrainConfig:
     logical_cpus: int = 0
     seed: int = 0
 
+    def __post_init__(self):
+        _check(self, _TRAIN_RULES)
+
+
+_TRAIN_RULES = {
+    "checkpoint_epochs": _POSITIVE_INT,
+    "checkpoint_steps": (_NON_NEGATIVE[0], "must be 0 (off) or more"),
+    "epochs": _POSITIVE_INT,
+    "evaluate_epochs": _POSITIVE_INT,
+    "optimizer": _one_of("sgd", "adamw"),
+    "learning_rate": _POSITIVE,
+    "momentum": _within(0, 1, open_high=True),
+    "weight_decay": _NON_NEGATIVE,
+    "warmup_epochs": _NON_NEGATIVE,
+    "lr_schedule": _one_of("cosine", "polynomial", "constant"),
+    "margin_warmup_epochs": _NON_NEGATIVE,
+    "mixed_precision": _one_of("off", "auto", "bfloat16", "float16"),
+    "max_minutes": (_NON_NEGATIVE[0], "must be 0 (no limit) or more"),
+    # Whether the ids exist is checked when devices are set up (distribute.py).
+    "gpu": _optional((lambda v: all(g.strip().isdigit() for g in v.split(",") if g.strip()),
+                      "give GPU ids such as 0 or 0,1, or '' for CPU only")),
+    "strategy": _one_of("auto", "mirrored", "multi_worker"),
+    "logical_cpus": _NON_NEGATIVE,
+    "seed": _NON_NEGATIVE,
+}
+
+
+
+# Every export format, in the order files are written.
+FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -197,7 +316,7 @@ class ExportConfig:
         android_assets: also fill this folder with the app's assets.
     """
     out: str = "export/model"
-    formats: tuple[str, ...] = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
+    formats: tuple[str, ...] = FORMATS
     representative_dir: str | None = None
     num_calibration: int = 200
     qat_epochs: int = 1
@@ -206,8 +325,19 @@ class ExportConfig:
     min_cosine: float = 0.98
     android_assets: str | None = None
 
+    def __post_init__(self):
+        _check(self, _EXPORT_RULES)
 
-FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
+
+_EXPORT_RULES = {
+    "formats": (lambda v: len(v) > 0 and set(v) <= set(FORMATS), f"choose from {','.join(FORMATS)}"),
+    "num_calibration": _POSITIVE_INT,
+    "qat_epochs": _POSITIVE_INT,
+    "qat_learning_rate": _POSITIVE,
+    "max_accuracy_drop": _NON_NEGATIVE,
+    "min_cosine": _within(-1, 1),
+}
+
 
 
 @dataclass(frozen=True)

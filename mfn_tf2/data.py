@@ -166,7 +166,7 @@ def select_identities(identities: dict, cfg: DataConfig) -> list[str]:
 
     ``max_identities`` keeps the identities with most images (ties by name).
     """
-    least = max(cfg.min_images, 1)
+    least = cfg.min_images
     kept = sorted((-len(files), name) for name, files in identities.items() if len(files) >= least)
     kept = kept[:cfg.max_identities] if cfg.max_identities > 0 else kept
     if len(kept) < 2:

@@ -25,6 +25,10 @@ from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD
 from mfn_tf2.images import read_rgb
 
 
+# Float pixels a resampler overshot by less than this still round into 0..255.
+_ROUNDING = 0.5
+
+
 class EmbedderError(ValueError):
     """A model that cannot be loaded or used as an embedder, or unusable input."""
 
@@ -226,7 +230,7 @@ class FeatureExtractor:
 
 
 def check_images(images) -> np.ndarray | list:
-    """Validates user pixels: (H, W, 3) or (N, H, W, 3), uint8 or real 0-255, no NaN.
+    """Validates user pixels: (H, W, 3) or (N, H, W, 3), uint8 or real 0-255, finite.
 
     Grayscale (H, W) / (..., H, W, 1) is replicated to RGB; anything else ambiguous
     is an ``EmbedderError`` naming the problem.
@@ -244,6 +248,10 @@ def check_images(images) -> np.ndarray | list:
         raise EmbedderError(f"images have shape {arr.shape}: the batch is empty")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise EmbedderError("images contain NaN or infinite pixels")
+    low, high = float(arr.min()), float(arr.max())
+    if low < -_ROUNDING or high > 255 + _ROUNDING:
+        raise EmbedderError(f"images have pixels in range {low:g}..{high:g}: expected 0-255 "
+                            "(scale 16-bit or -1..1 images to 8-bit RGB first)")
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return arr.astype(np.float32) if arr.dtype != np.uint8 else arr

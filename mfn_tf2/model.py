@@ -74,9 +74,6 @@ def _ratios(expansion_ratio: str) -> tuple[int, ...]:
     """One expansion t per paper stage, from "paper" or an integer string."""
     if expansion_ratio == "paper":
         return tuple(t for t, _, _, _ in PAPER_BOTTLENECKS)
-    if not expansion_ratio.isdigit() or int(expansion_ratio) < 1:
-        raise ValueError(f"expansion_ratio {expansion_ratio!r}: use a positive integer "
-                         "such as \"6\", or \"paper\"")
     return (int(expansion_ratio),) * len(PAPER_BOTTLENECKS)
 
 
@@ -135,13 +132,6 @@ def _bottleneck(x, expand, out, stride, name):
     return y
 
 
-def check_image_size(image_size: int) -> None:
-    """Raises ValueError unless the backbone can take ``image_size`` pixels."""
-    if image_size % 16 or image_size < 32:
-        raise ValueError(f"image_size {image_size}: MobileFaceNet needs a multiple of 16, "
-                         "at least 32")
-
-
 def build_backbone(cfg: ModelConfig) -> keras.Model:
     """Builds the embedding network of ``cfg`` (same cfg, same layers and names).
 
@@ -155,8 +145,8 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
         "embedding" (batch, embedding_dim) float32, not L2-normalised.
 
     Raises:
-        ValueError: unknown arch, bad expansion_ratio, width, embedding_dim
-            or image_size.
+        ValueError: unknown arch, width or embedding_dim not positive (the
+            other fields are checked by ModelConfig itself).
 
     Example:
         >>> m = build_backbone(ModelConfig(width=0.25, image_size=32))
@@ -168,7 +158,6 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
     if cfg.width <= 0 or cfg.embedding_dim < 1:
         raise ValueError(f"width {cfg.width}, embedding_dim {cfg.embedding_dim}: "
                          "both must be positive")
-    check_image_size(cfg.image_size)
     plan = ARCHS[cfg.arch](cfg)
 
     image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")

@@ -48,22 +48,23 @@ class Recognizer(keras.Model):
     def call(self, images, training=False):
         return self.backbone(images, training=training)
 
-    def _ramp_margin(self):
-        """Sets the head's margin for this step: loss_margin * min(1, step / warm-up)."""
-        if self.margin_warmup_steps > 0:
-            progress = tf.cast(self.optimizer.iterations, tf.float32) / self.margin_warmup_steps
-            self.head.margin.assign(self.loss_margin * tf.minimum(1.0, progress))
+    def margin_now(self):
+        """This step's margin: loss_margin * min(1, step / warm-up), a tensor (no variable write,
+        so it works the same in every replica and worker)."""
+        if self.margin_warmup_steps <= 0:
+            return tf.constant(self.loss_margin)
+        progress = tf.cast(self.optimizer.iterations, tf.float32) / self.margin_warmup_steps
+        return self.loss_margin * tf.minimum(1.0, progress)
 
     def _loss(self, images, labels, training):
         embeddings = self.backbone(images, training=training)
-        logits = self.head((embeddings, labels))
+        logits = self.head((embeddings, labels), margin=self.margin_now())
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         # Averaged over the global batch: gradients are summed across replicas.
         return tf.nn.compute_average_loss(per_example), per_example, logits
 
     def train_step(self, data):
         images, labels = data
-        self._ramp_margin()
         with tf.GradientTape() as tape:
             loss, per_example, logits = self._loss(images, labels, training=True)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)

@@ -19,6 +19,7 @@ generated from ``data_directory`` (``--sample_type``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -85,12 +86,22 @@ def run(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, eval_cfg: C.EvalConfig
     """Trains and returns {"epochs_done", "verification", "stopped"}; raises on bad input.
 
     Writes checkpoints, logs, ``best/``, ``embedding_model/`` and
-    ``final.weights.h5`` into ``train_cfg.save_model_directory``.
+    ``final.weights.h5`` into ``train_cfg.save_model_directory`` (the chief
+    worker only; the others write scratch copies they remove).
     """
     strategy = make_strategy(train_cfg.gpu, train_cfg.strategy, train_cfg.logical_cpus)
+    chief = is_chief(strategy)
+    with OutputLock(train_cfg.save_model_directory) if chief else contextlib.nullcontext():
+        return _train(strategy, chief, model_cfg, data_cfg, eval_cfg, train_cfg, log if chief else _quiet)
+
+
+def _quiet(*_):
+    """The log of non-chief workers: the chief speaks for the cluster."""
+
+
+def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log) -> dict:
     policy = set_precision(train_cfg.mixed_precision)
     keras.utils.set_random_seed(train_cfg.seed)
-    chief = is_chief(strategy)
     save_dir = train_cfg.save_model_directory
     data = open_training_data(C.replace(data_cfg, image_size=model_cfg.image_size))
     verify = verifier_for(load_pairs(eval_cfg), eval_cfg) if chief else None
@@ -102,56 +113,59 @@ def run(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, eval_cfg: C.EvalConfig
         + f"; {strategy.num_replicas_in_sync} replica(s), precision {policy}")
 
     steps = max(1, data.num_train // data_cfg.batch_size)
+    write_dir = worker_directory(save_dir, strategy)
     with strategy.scope():
-        backbone = build_backbone(model_cfg)
-        recognizer = Recognizer(backbone, data.num_classes, model_cfg.loss_scale, model_cfg.loss_margin,
-                                margin_warmup_steps=int(train_cfg.margin_warmup_epochs * steps))
-        optimizer = make_optimizer(train_cfg, steps)
-        recognizer.compile(optimizer=optimizer)
-        recognizer.head((recognizer(tf.zeros((1, model_cfg.image_size, model_cfg.image_size, 3))),
-                         tf.zeros((1,), tf.int32)))  # creates the head's weights before a restore
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        ckpt = training_checkpoint(recognizer, optimizer, epoch)
-        write_dir = worker_directory(save_dir, strategy)
-        manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=3)
-        resume_from = latest(save_dir)
-        if resume_from:
-            ckpt.restore(resume_from)
-            log(f"resuming from epoch {int(epoch.numpy())} ({os.path.basename(resume_from)})")
-        elif train_cfg.pretrained_model:
-            _load_pretrained(recognizer, train_cfg.pretrained_model, data.num_classes, log)
-
+        recognizer, epoch, manager = _build(model_cfg, train_cfg, data.num_classes, steps, save_dir,
+                                            write_dir, log)
     train_ds = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(ctx).repeat())
     # Whole global batches only: a replica must never get an empty one.
     valid_steps = data.num_valid // data_cfg.batch_size
     valid_ds = (strategy.distribute_datasets_from_function(lambda ctx: data.valid_dataset(ctx).repeat())
                 if valid_steps else None)
+    scratch = None if chief else write_dir
     nan_guard, budget = NanGuard(), TimeBudget(train_cfg.max_minutes)
     callbacks = [nan_guard, budget, LearningRateLogger(),
                  Checkpointer(manager, epoch, train_cfg.checkpoint_epochs, train_cfg.checkpoint_steps,
-                              train_cfg.epochs)]
+                              train_cfg.epochs, scratch)]
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    # Same callbacks in the same order on every worker: their collective reads must pair up.
+    verifier = Verifier(verify, build_backbone(model_cfg), train_cfg.evaluate_epochs, train_cfg.epochs,
+                        os.path.join(save_dir, "best") if chief and not multi_worker else None, log)
+    callbacks.append(verifier)
     if chief:
-        verifier = Verifier(verify, train_cfg.evaluate_epochs, train_cfg.epochs,
-                            None if strategy.num_replicas_in_sync > 1 and not _single_machine(strategy)
-                            else os.path.join(save_dir, "best"), log)
         log_dir = train_cfg.log_dir or os.path.join(save_dir, "logs")
-        callbacks += [verifier, keras.callbacks.CSVLogger(os.path.join(save_dir, "history.csv"), append=True),
+        callbacks += [keras.callbacks.CSVLogger(os.path.join(save_dir, "history.csv"), append=True),
                       keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0)]
     recognizer.fit(train_ds, epochs=train_cfg.epochs, initial_epoch=int(epoch.numpy()),
                    steps_per_epoch=steps, validation_data=valid_ds, validation_steps=valid_steps or None,
-                   callbacks=callbacks,
-                   verbose=1 if chief else 0)
+                   callbacks=callbacks, verbose=1 if chief else 0)
     if nan_guard.message:
         raise FloatingPointError(nan_guard.message)
-    _save_final(recognizer, save_dir, write_dir)
-    if write_dir != save_dir:
-        shutil.rmtree(write_dir, ignore_errors=True)
+    _save_final(recognizer, write_dir)
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
     return {"epochs_done": int(epoch.numpy()), "stopped": "time budget" if budget.expired else None,
-            "verification": verifier.last_report if chief else None}
+            "verification": verifier.last_report}
 
 
-def _single_machine(strategy) -> bool:
-    return not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+def _build(model_cfg, train_cfg, num_classes: int, steps: int, save_dir: str, write_dir: str, log):
+    """Recognizer, optimizer and checkpoint (restored when one exists); inside the strategy scope."""
+    recognizer = Recognizer(build_backbone(model_cfg), num_classes, model_cfg.loss_scale,
+                            model_cfg.loss_margin, margin_warmup_steps=int(train_cfg.margin_warmup_epochs * steps))
+    optimizer = make_optimizer(train_cfg, steps)
+    recognizer.compile(optimizer=optimizer)
+    recognizer.head((recognizer(tf.zeros((1, model_cfg.image_size, model_cfg.image_size, 3))),
+                     tf.zeros((1,), tf.int32)))  # creates the head's weights before a restore
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    ckpt = training_checkpoint(recognizer, optimizer, epoch)
+    manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=3)
+    resume_from = latest(save_dir)
+    if resume_from:
+        ckpt.restore(resume_from)
+        log(f"resuming from epoch {int(epoch.numpy())} ({os.path.basename(resume_from)})")
+    elif train_cfg.pretrained_model:
+        _load_pretrained(recognizer, train_cfg.pretrained_model, num_classes, log)
+    return recognizer, epoch, manager
 
 
 def _load_pretrained(recognizer: Recognizer, path: str, num_classes: int, log) -> None:
@@ -162,7 +176,7 @@ def _load_pretrained(recognizer: Recognizer, path: str, num_classes: int, log) -
     log(f"starting from {path} (backbone; the ArcFace head for {num_classes} classes starts fresh)")
 
 
-def _save_final(recognizer: Recognizer, save_dir: str, write_dir: str) -> None:
+def _save_final(recognizer: Recognizer, write_dir: str) -> None:
     """The embedding model as a SavedModel and the whole recognizer's weights."""
     target = os.path.join(write_dir, "embedding_model")
     with atomic_directory(target) as tmp:
@@ -176,13 +190,11 @@ def _save_final(recognizer: Recognizer, save_dir: str, write_dir: str) -> None:
 def main(argv=None) -> None:
     """Entry point of ``python -m mfn_tf2.train``."""
     cfg = parse(argv)
-    lock_dir = cfg["train"].save_model_directory
     try:
-        with OutputLock(lock_dir):
-            result = run(cfg["model"], cfg["data"], cfg["eval"], cfg["train"])
+        result = run(cfg["model"], cfg["data"], cfg["eval"], cfg["train"])
     except (DataError, CheckpointError, OutputError, ValueError, FloatingPointError) as err:
         cli.fail(str(err))
-    print(f"done: {result['epochs_done']} epochs in {lock_dir}"
+    print(f"done: {result['epochs_done']} epochs in {cfg['train'].save_model_directory}"
           + (f" (stopped by the {result['stopped']})" if result["stopped"] else ""))
 
 

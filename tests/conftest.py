@@ -35,11 +35,11 @@ def lfw_root() -> Path:
 
 
 def make_face_tree(root: Path, n_ids: int = 6, n_imgs: int = 5) -> Path:
-    """Copies n_ids identities x n_imgs real faces from the bundled set into root.
+    """Copies n_ids identities x n_imgs real faces (64x64) from the bundled set into root.
 
     Returns root, laid out as root/<person>/<file>.jpg.
     """
-    people = sorted(p for p in (DEMO_DATA / "train").iterdir() if p.is_dir())[:n_ids]
+    people = [p for p in sorted((DEMO_DATA / "train").iterdir()) if len(list(p.iterdir())) >= n_imgs][:n_ids]
     for person in people:
         (root / person.name).mkdir(parents=True, exist_ok=True)
         for f in sorted(person.iterdir())[:n_imgs]:

@@ -9,7 +9,7 @@ from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, read_rgb
 
 @pytest.fixture(scope="module")
 def face(demo_data) -> np.ndarray:
-    """A real LFW face as (112, 112, 3) uint8 RGB, with a colour tint so the
+    """A real LFW face as (64, 64, 3) uint8 RGB, with a colour tint so the
     channels differ (the bundled faces are grayscale)."""
     path = sorted((demo_data / "heldout").glob("*/*.jpg"))[0]
     gray = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
@@ -20,7 +20,7 @@ def face(demo_data) -> np.ndarray:
 def test_bundled_jpeg_is_gray_replicated(demo_data):
     path = sorted((demo_data / "heldout").glob("*/*.jpg"))[0]
     img = read_rgb(path)
-    assert img.shape == (112, 112, 3) and img.dtype == np.uint8
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()
     assert np.array_equal(img[..., 0], np.asarray(Image.open(path)))
 
