@@ -12,14 +12,12 @@ PRELU and MAXIMUM is 10-20 times slower than XNNPACK.
 
 Example:
     >>> data = convert(backbone, "int8", calibration)          # doctest: +SKIP
-    >>> write_atomic("export/model_int8.tflite", data)         # doctest: +SKIP
     >>> reference_only_ops("export/model_int8.tflite")         # doctest: +SKIP
     []
 """
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -151,25 +149,4 @@ def reference_only_ops(model) -> list[str]:
     return [f"{r['op']} ({r['dtype']})" for r in op_report(model) if not r["delegated"]]
 
 
-def write_atomic(path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` via a temporary file in the same folder + os.replace.
-
-    A reader never sees a half-written model, and an interrupted export leaves
-    the previous file in place.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-__all__ = ["ConversionError", "KINDS", "convert", "op_report", "reference_only_ops", "write_atomic"]
+__all__ = ["ConversionError", "KINDS", "convert", "op_report", "reference_only_ops"]

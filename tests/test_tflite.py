@@ -9,7 +9,8 @@ from mfn_tf2.backend import keras
 from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD, ModelConfig
 from mfn_tf2.model import build_backbone
 from mfn_tf2.quantize import export_form, qat_model
-from mfn_tf2.tflite import ConversionError, convert, op_report, reference_only_ops, write_atomic
+from mfn_tf2.fileio import write_bytes
+from mfn_tf2.tflite import ConversionError, convert, op_report, reference_only_ops
 from ai_edge_litert.interpreter import Interpreter
 
 SIZE = 32
@@ -93,7 +94,7 @@ def test_op_report_finds_what_xnnpack_leaves_to_the_builtin_kernels(small, tmp_p
     assert prelus and all(r["dtype"] == "int8" and not r["delegated"] for r in prelus)
     assert all(r["delegated"] for r in report if r["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D"))
     path = tmp_path / "plain.tflite"
-    write_atomic(path, plain)
+    write_bytes(path, plain)
     assert op_report(str(path)) == report
     assert set(reference_only_ops(path)) == {"PRELU (int8)"}
     assert reference_only_ops(convert(backbone, "fp32")) == []
@@ -107,12 +108,12 @@ def test_bad_kind_or_missing_calibration_is_one_clear_error(small):
         convert(backbone, "int8", calibration=None)
 
 
-def test_write_atomic_replaces_whole_files_and_leaves_no_temp(tmp_path):
+def test_write_bytes_replaces_whole_files_and_leaves_no_temp(tmp_path):
     path = tmp_path / "sub" / "model.tflite"
-    write_atomic(path, b"first")
-    write_atomic(path, b"second")
+    write_bytes(path, b"first")
+    write_bytes(path, b"second")
     assert path.read_bytes() == b"second"
     with pytest.raises(TypeError):
-        write_atomic(path, "not bytes")
+        write_bytes(path, "not bytes")
     assert path.read_bytes() == b"second"
     assert os.listdir(path.parent) == ["model.tflite"]

@@ -1,0 +1,61 @@
+"""Recognizer pieces: margin warm-up, learning-rate schedule, optimizer choice, precision policy."""
+import numpy as np
+import pytest
+
+from mfn_tf2.backend import keras, tf
+from mfn_tf2.config import ModelConfig, TrainConfig, replace
+from mfn_tf2.model import build_backbone
+from mfn_tf2.recognizer import Recognizer, WarmupDecay, make_optimizer, set_precision
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    rec = Recognizer(build_backbone(ModelConfig(width=0.25, image_size=32, embedding_dim=16)), num_classes=5,
+                     loss_margin=0.4, margin_warmup_steps=10)
+    rec.compile(optimizer=make_optimizer(TrainConfig(epochs=2), steps_per_epoch=10))
+    return rec
+
+
+def test_margin_warms_up_linearly_then_holds(recognizer):
+    for step, expected in ((0, 0.0), (5, 0.2), (10, 0.4), (50, 0.4)):
+        recognizer.optimizer.iterations.assign(step)
+        assert float(recognizer.margin_now()) == pytest.approx(expected)
+
+
+def test_train_step_lowers_loss_on_fixed_batch(recognizer):
+    recognizer.optimizer.iterations.assign(10)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (10, 32, 32, 3)).astype(np.float32)
+    y = np.arange(10) % 5
+    first = recognizer.train_on_batch(x, y, return_dict=True)["loss"]
+    for _ in range(15):
+        last = recognizer.train_on_batch(x, y, return_dict=True)["loss"]
+    assert np.isfinite(last) and last < first
+
+
+@pytest.mark.parametrize("kind", ["cosine", "polynomial", "constant"])
+def test_schedule_warms_up_then_decays(kind):
+    sched = WarmupDecay(0.1, warmup_steps=10, total_steps=100, kind=kind)
+    lr = [float(sched(s)) for s in (0, 5, 10, 55, 100)]
+    assert lr[0] == pytest.approx(0.001) and lr[0] < lr[1] < lr[2] == pytest.approx(0.1)
+    assert (lr[4] == pytest.approx(0.1)) if kind == "constant" else (lr[2] > lr[3] > lr[4] == pytest.approx(0.0))
+
+
+def test_optimizers_and_bad_names():
+    assert isinstance(make_optimizer(replace(TrainConfig(), optimizer="adamw"), 10), keras.optimizers.AdamW)
+    assert isinstance(make_optimizer(TrainConfig(), 10), keras.optimizers.SGD)
+    with pytest.raises(ValueError, match="--optimizer"):
+        make_optimizer(replace(TrainConfig(), optimizer="lion"), 10)
+    with pytest.raises(ValueError, match="--lr_schedule"):
+        WarmupDecay(0.1, 1, 10, "step")
+
+
+def test_precision_policies():
+    try:
+        assert set_precision("bfloat16") == "mixed_bfloat16"
+        assert set_precision("off") == "float32"
+        assert set_precision("auto") in ("float32", "mixed_bfloat16")
+        with pytest.raises(ValueError, match="--mixed_precision"):
+            set_precision("int4")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
