@@ -100,9 +100,9 @@ def readme(meta: dict, models: list[str]) -> str:
     for name in models:
         io_ = meta["files"][name]
         q_in, q_out = io_["input"]["quantization"], io_["output"]["quantization"]
-        feed = (f"int8: q = clamp(round(x / {q_in['scale']:.8g}) + {q_in['zero_point']}, -128, 127)"
+        feed = (f"int8: q = clamp(round(x / {q_in['scale']:.8g}) {_signed(q_in['zero_point'])}, -128, 127)"
                 if q_in else f"{io_['input']['dtype']}: x as is")
-        read = (f"int8: e = (q - {q_out['zero_point']}) * {q_out['scale']:.8g}" if q_out
+        read = (f"int8: e = (q {_signed(-q_out['zero_point'])}) * {q_out['scale']:.8g}" if q_out
                 else f"{io_['output']['dtype']}: as is")
         lines += [f"### `{name}`", "", f"- input `{io_['input']['name']}` shape {io_['input']['shape']}, {feed}",
                   f"- output `{io_['output']['name']}` shape {io_['output']['shape']}, {read}", ""]
@@ -118,3 +118,8 @@ def readme(meta: dict, models: list[str]) -> str:
               "`tolerance.cosine_min` with the golden one (XNNPACK and GPU delegates round slightly differently).",
               ""]
     return "\n".join(lines)
+
+
+def _signed(value: int) -> str:
+    """"+ 3" / "- 3": a term of a formula."""
+    return f"{'+' if value >= 0 else '-'} {abs(value)}"

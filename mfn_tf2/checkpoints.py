@@ -98,11 +98,26 @@ def load_backbone(directory: str) -> keras.Model:
     path = latest(directory)
     if path is None:
         raise CheckpointError(f"{directory}: run.json but no checkpoint yet; train first")
+    saved = sorted(tuple(shape) for name, shape in tf.train.list_variables(path)
+                   if name.startswith("model/backbone/") and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+                   and ".OPTIMIZER_SLOT" not in name)
+    if saved != sorted(tuple(v.shape) for v in backbone.variables):
+        raise CheckpointError(f"{path}: checkpoint does not fit the saved architecture in {RUN_FILE} "
+                              "(another model was trained in this directory); use its own run.json")
     # Only the backbone branch of the saved object graph is matched.
-    status = tf.train.Checkpoint(model=tf.train.Checkpoint(backbone=backbone)).read(path)
-    status.expect_partial()
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as err:
-        raise CheckpointError(f"{path}: checkpoint does not fit the saved architecture ({err})")
+    tf.train.Checkpoint(model=tf.train.Checkpoint(backbone=backbone)).read(path).expect_partial()
     return backbone
+
+
+def restore_head(directory: str, head) -> bool:
+    """Loads a built ArcFace head's weights from a training directory's newest checkpoint.
+
+    Returns:
+        True when restored; False when the directory has no checkpoint or its
+        class count differs (the head then keeps its fresh weights).
+    """
+    run, path = read_run(directory), latest(directory)
+    if run is None or path is None or run["num_classes"] != head.num_classes:
+        return False
+    tf.train.Checkpoint(model=tf.train.Checkpoint(head=head)).read(path).expect_partial()
+    return True

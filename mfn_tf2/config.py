@@ -2,7 +2,10 @@
 
 The names and defaults of the seed's command line are kept as field names and
 defaults; each CLI maps its flags 1:1 onto these fields (see ``cli.py``).
-Library code receives these objects and never parses argv.
+Library code receives these objects and never parses argv. Every config
+checks its values when it is built: a bad one raises ValueError naming the
+flag ("--batch_size 0: must be a positive integer"), which the CLIs turn into
+an argparse error before any work starts.
 
 Example:
     >>> from mfn_tf2.config import ModelConfig, MODEL_PRESETS
@@ -10,6 +13,9 @@ Example:
     256
     >>> MODEL_PRESETS["paper"].embedding_dim
     128
+    >>> DataConfig(aug_freq=2.0)
+    Traceback (most recent call last):
+    ValueError: --aug_freq 2.0: must be in [0, 1]
 """
 from __future__ import annotations
 

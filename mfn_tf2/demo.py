@@ -58,19 +58,25 @@ def step(title: str, done: bool, fn, log=print):
 
 def main(argv=None) -> None:
     """Entry point of ``python -m mfn_tf2.demo``."""
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns = parser.parse_args(argv)
     from mfn_tf2 import export, train
     from mfn_tf2.fileio import OutputLock, write_text
     from mfn_tf2.verification import load_pairs, verify_models
     from mfn_tf2.embedders import FeatureExtractor
     recipe = C.RECIPES[ns.recipe]
     overrides = {k: v for k, v in {"image_size": ns.image_size, "width": ns.width}.items() if v is not None}
-    model_cfg = C.replace(recipe.model, **overrides)
-    data_cfg = C.replace(recipe.data, train_directory=ns.data, image_size=model_cfg.image_size)
     weights, export_dir = os.path.join(ns.out, "weights"), os.path.join(ns.out, "export")
-    train_cfg = C.replace(recipe.train, save_model_directory=weights,
-                          **({"epochs": ns.epochs} if ns.epochs else {}))
-    eval_cfg = C.EvalConfig(pairs_filename=ns.pairs, data_directory=ns.heldout, far_target=(1e-3, 1e-2))
+    try:  # a rejected value is an argument error before any work
+        model_cfg = C.replace(recipe.model, **overrides)
+        data_cfg = C.replace(recipe.data, train_directory=ns.data, image_size=model_cfg.image_size)
+        train_cfg = C.replace(recipe.train, save_model_directory=weights,
+                              **({"epochs": ns.epochs} if ns.epochs else {}))
+        eval_cfg = C.EvalConfig(pairs_filename=ns.pairs, data_directory=ns.heldout, far_target=(1e-3, 1e-2))
+        exp_cfg = C.ExportConfig(out=export_dir, representative_dir=ns.data, qat_epochs=ns.qat_epochs,
+                                 android_assets=ns.android_assets)
+    except ValueError as err:
+        parser.error(str(err))
     os.makedirs(ns.out, exist_ok=True)
     with OutputLock(ns.out):
         trained = os.path.exists(os.path.join(weights, "embedding_model", "saved_model.pb"))
@@ -87,8 +93,6 @@ def main(argv=None) -> None:
             return None, (f"accuracy {100 * plain['accuracy']:.2f} % (with flip {100 * flip['accuracy']:.2f} %) "
                           f"on {len(pairs.labels)} held-out pairs")
         step("verify the float model", False, verify_float)
-        exp_cfg = C.ExportConfig(out=export_dir, representative_dir=ns.data, qat_epochs=ns.qat_epochs,
-                                 android_assets=ns.android_assets)
         report_json = os.path.join(export_dir, "report.json")
         exported = os.path.exists(report_json) and os.path.getmtime(report_json) > os.path.getmtime(
             os.path.join(weights, "embedding_model", "saved_model.pb"))
@@ -146,7 +150,7 @@ def report_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, expo
                   "| format | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | p90 2 threads (ms) | ops not on XNNPACK |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['format']} | {r['size_mb']:.2f} | {r['p50_1']:.2f} | {r['p50_2']:.2f} | {r['p90_2']:.2f} | "
-                  f"{', '.join(r['not_delegated']) or 'none'} |" for r in bench[0]]
+                  f"{', '.join(r['not_delegated']) or 'none'} |" for r in bench]
     lines += ["", "## Do the same on your data", "", "```",
               f"python -m mfn_tf2.train YOUR_FACES/ LFW/ LFW/pairs.txt --recipe {ns.recipe} --save_model_directory weights/",
               "python -m mfn_tf2.export weights/ --out export/mine --train_directory YOUR_FACES/ "

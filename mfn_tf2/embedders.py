@@ -51,7 +51,7 @@ class _Keras:
         self.dtype, self.in_quant, self.kind = np.float32, None, "keras"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.model(batch, training=False).numpy()
+        return np.asarray(self.model.predict_on_batch(batch))  # a compiled graph, 2-3x faster than eager
 
 
 class _SavedModel:
@@ -117,6 +117,9 @@ def _open_path(path: str, num_threads: int):
             return _Keras(load_backbone(path))
         except CheckpointError as err:
             raise EmbedderError(str(err)) from None
+        except ValueError as err:  # TensorFlow's restore of a variable of another shape
+            raise EmbedderError(f"{path}: checkpoint does not fit the saved architecture in {RUN_FILE} "
+                                f"({str(err).splitlines()[0]})") from None
     raise EmbedderError(f"{path}: not a model (expected a .tflite file, a SavedModel folder with "
                         "saved_model.pb, or a training directory with run.json)")
 

@@ -26,7 +26,7 @@ import numpy as np
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
-from mfn_tf2.checkpoints import CheckpointError, load_backbone, read_run
+from mfn_tf2.checkpoints import CheckpointError, load_backbone, read_run, restore_head
 from mfn_tf2.data import DataError
 from mfn_tf2.embedders import EmbedderError, FeatureExtractor
 from mfn_tf2.fileio import OutputError, OutputLock, atomic_directory, write_bytes, write_json
@@ -91,9 +91,12 @@ def write_saved_model(backbone: keras.Model, path: str) -> None:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
 
 
-def qat_finetune(backbone: keras.Model, run: dict | None, data_cfg: C.DataConfig, exp: C.ExportConfig,
-                 log) -> keras.Model:
-    """Quantization-aware fine-tuning with an ArcFace head, under the training strategy.
+def qat_finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg: C.DataConfig,
+                 exp: C.ExportConfig, log) -> keras.Model:
+    """Quantization-aware fine-tuning with the trained ArcFace head, under the training strategy.
+
+    The head comes from the training directory's checkpoint when the training
+    data has the same classes; otherwise a fresh head is trained (and said so).
 
     Returns the fine-tuned QAT backbone (fake-quantized, same input/output).
     """
@@ -114,6 +117,11 @@ def qat_finetune(backbone: keras.Model, run: dict | None, data_cfg: C.DataConfig
         train_cfg = C.TrainConfig(learning_rate=exp.qat_learning_rate, epochs=exp.qat_epochs,
                                   lr_schedule="cosine", weight_decay=0.0)
         recognizer.compile(optimizer=make_optimizer(train_cfg, steps))
+        size = model_cfg.image_size
+        recognizer.head((recognizer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32)))
+        if not restore_head(model_path, recognizer.head):
+            log(f"QAT: no trained head for these {data.num_classes} classes in {model_path}; "
+                "fine-tuning with a fresh head (pass the training run's data flags to reuse it)")
     dataset = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(ctx).repeat())
     log(f"QAT: {exp.qat_epochs} epoch(s) x {steps} steps on {data.num_train} images")
     recognizer.fit(dataset, epochs=exp.qat_epochs, steps_per_epoch=steps, verbose=2)
@@ -227,9 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
 def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: C.DataConfig, log=print) -> dict:
     """Exports, verifies and reports; returns the report dict (``ok`` False on a parity failure)."""
     from mfn_tf2.latency import tflite_latency
-    unknown = set(exp.formats) - set(FILES)
-    if unknown:
-        raise ExportError(f"--formats: unknown {', '.join(sorted(unknown))}; choose from {', '.join(FILES)}")
     pairs = load_pairs(eval_cfg)
     backbone, run_info = load_float_model(model_path)
     size = int(backbone.input_shape[1])
@@ -239,7 +244,7 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     if "saved_model" in exp.formats:
         files["saved_model"] = os.path.join(exp.out, FILES["saved_model"])
         write_saved_model(backbone, files["saved_model"])
-    qat = qat_finetune(backbone, run_info, data_cfg, exp, log) if "qat_int8" in exp.formats else None
+    qat = qat_finetune(backbone, model_path, run_info, data_cfg, exp, log) if "qat_int8" in exp.formats else None
     files.update(convert_all(backbone, exp.formats, calibration, qat, exp.out, log))
     extractors, names = [FeatureExtractor(backbone, batch_size=eval_cfg.batch_size)], ["float (Keras)"]
     for fmt, path in files.items():

@@ -27,6 +27,9 @@ import tempfile
 class OutputError(OSError):
     """An output folder that cannot be used (unwritable, full, locked)."""
 
+    def __str__(self):
+        return self.strerror
+
 
 def write_bytes(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically (temp file + fsync + rename)."""
@@ -71,14 +74,14 @@ def atomic_directory(path: str):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
+    # A fixed name: a run killed between the two renames leaves the old folder
+    # where ``sweep`` (run by the next OutputLock) puts it back.
+    old = os.path.join(parent, ".old-" + os.path.basename(path))
+    shutil.rmtree(old, ignore_errors=True)
     if os.path.exists(path):
-        old = tempfile.mkdtemp(dir=parent, prefix=".old-" + os.path.basename(path))
-        os.rmdir(old)
         os.replace(path, old)
     os.replace(tmp, path)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def check_writable(folder: str, min_free_mb: float = 50.0) -> None:
@@ -100,6 +103,17 @@ def check_writable(folder: str, min_free_mb: float = 50.0) -> None:
     if free_mb < min_free_mb:
         raise OutputError(errno.ENOSPC, f"{folder}: only {free_mb:.0f} MB free on its disk "
                           f"(need at least {min_free_mb:.0f} MB)")
+
+
+def sweep(folder: str) -> None:
+    """Cleans what a killed run left in ``folder``: temporary files and folders go,
+    and a folder caught between the two renames of ``atomic_directory`` comes back."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith(".old-") and not os.path.exists(os.path.join(folder, name[5:])):
+            os.replace(path, os.path.join(folder, name[5:]))
+        elif name.startswith((".tmp-", ".old-")):
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
 class OutputLock:
@@ -130,6 +144,7 @@ class OutputLock:
                               "(wait for it to finish or choose another folder)") from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, str(os.getpid()).encode())
+        sweep(self.folder)
         return self
 
     def __exit__(self, *exc):

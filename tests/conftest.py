@@ -101,3 +101,32 @@ def tiny_run(tmp_path_factory):
     proc = train_tiny(root / "weights", faces, pairs)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "weights", faces, pairs
+
+
+def golden_cosines(assets: Path) -> list[float]:
+    """Feeds every sample PNG of an assets folder exactly as its README says, with
+    LiteRT and without the kit's embedder; returns the cosine to each golden vector."""
+    import json
+
+    import cv2
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+    golden = json.loads((assets / "golden.json").read_text())
+    meta = json.loads((assets / "metadata.json").read_text())
+    pre, cosines = meta["preprocessing"], []
+    for name, io in meta["files"].items():
+        interp = Interpreter(model_path=str(assets / name))
+        interp.allocate_tensors()
+        inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
+        for sample in golden["samples"]:
+            x = (cv2.imread(str(assets / sample["file"]))[..., ::-1].astype(np.float32) - pre["mean"]) / pre["std"]
+            q = io["input"]["quantization"]
+            if q:
+                x = np.clip(np.round(x / q["scale"]) + q["zero_point"], -128, 127)
+            interp.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
+            interp.invoke()
+            e = interp.get_tensor(outp["index"]).astype(np.float32)[0]
+            qo = io["output"]["quantization"]
+            e = (e - qo["zero_point"]) * qo["scale"] if qo else e
+            cosines.append(float(e @ np.array(sample["embeddings"][name]) / np.linalg.norm(e)))
+    return cosines

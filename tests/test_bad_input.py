@@ -35,20 +35,27 @@ def command(module: str, *args) -> list[str]:
     return [sys.executable, "-m", f"mfn_tf2.{module}", *map(str, args)]
 
 
-def kill_when(proc, ready, rng: random.Random, timeout: float = 300, jitter: float = 0.5) -> None:
+def start(log, *args) -> subprocess.Popen:
+    """Starts ``python -m mfn_tf2.<args>`` in the background; stderr goes to the file ``log``
+    (a pipe nobody reads would fill and stall the run)."""
+    with open(log, "w") as err:
+        return subprocess.Popen(command(*args), stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+
+
+def kill_when(proc, log, ready, rng: random.Random, timeout: float = 300, jitter: float = 0.5) -> None:
     """SIGKILLs ``proc`` a random moment (0..jitter s) after ``ready()`` first holds.
 
     Fails the test when the process ends before that (nothing was interrupted).
     """
     end = time.monotonic() + timeout
     while not ready():
-        assert proc.poll() is None, f"finished before the kill point: {proc.stderr.read()[-2000:]}"
+        assert proc.poll() is None, f"finished before the kill point: {log.read_text()[-2000:]}"
         assert time.monotonic() < end, "kill point never reached"
         time.sleep(0.02)
     time.sleep(rng.uniform(0, jitter))
     assert proc.poll() is None, "finished before the kill"
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +249,7 @@ MODEL_ROWS = {
 }
 
 
-@pytest.mark.parametrize("row", MODEL_ROWS)
+@pytest.mark.parametrize("row", list(MODEL_ROWS))
 def test_evaluate_model_path(tmp_path, clean, tflite_bytes, request, row):
     make, words = MODEL_ROWS[row]
     model = make(tmp_path, tflite_bytes, request)
@@ -318,19 +325,17 @@ def test_sigkill_during_checkpoint_write(tmp_path):
     faces = make_face_tree(tmp_path / "faces", n_ids=4, n_imgs=5)
     pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 8)
     save = tmp_path / "w"
-    args = ("train", faces, faces, pairs, *TINY_MODEL_FLAGS, "--batch_size", "4", "--epochs", "4",
-            "--valid_split_ratio", "0", "--checkpoint_steps", "1", "--evaluate_epochs", "4",
+    args = ("train", faces, faces, pairs, *TINY_MODEL_FLAGS, "--batch_size", "4", "--epochs", "2",
+            "--valid_split_ratio", "0", "--checkpoint_steps", "1", "--evaluate_epochs", "2",
             "--save_model_directory", save)
-    proc = subprocess.Popen(command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, cwd=REPO)
-    kill_when(proc, lambda: (save / "checkpoint").exists(), random.Random(1), jitter=2.0)
-    assert proc.returncode == -signal.SIGKILL
+    log = tmp_path / "killed.txt"
+    kill_when(start(log, *args), log, lambda: (save / "checkpoint").exists(), random.Random(1), jitter=1.0)
     assert latest(str(save)) is not None
     embeddings = FeatureExtractor(str(save)).infer(probe_images())
     assert embeddings.shape == (6, 32) and np.isfinite(embeddings).all()
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming from epoch" in again.stdout and "done: 4 epochs" in again.stdout
+    assert "resuming from epoch" in again.stdout and "done: 2 epochs" in again.stdout
     assert np.isfinite(FeatureExtractor(str(save / "embedding_model")).infer(probe_images())).all()
 
 
@@ -345,11 +350,10 @@ def test_sigkill_during_export(tiny_run, tmp_path):
     finals = {"saved_model": out / "saved_model", "fp32": out / "model_fp32.tflite"}
     before = {k: FeatureExtractor(str(p)).infer(probe_images()) for k, p in finals.items()}
 
-    proc = subprocess.Popen(command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, cwd=REPO)
     # The kill lands while the SavedModel is being written beside its final name.
-    kill_when(proc, lambda: any(p.name.startswith(".tmp-") for p in out.iterdir()), random.Random(2),
-              jitter=0.3)
+    log = tmp_path / "killed.txt"
+    kill_when(start(log, *args), log, lambda: any(p.name.startswith(".tmp-") for p in out.iterdir()),
+              random.Random(2), jitter=0.3)
     for key, path in finals.items():
         assert np.allclose(FeatureExtractor(str(path)).infer(probe_images()), before[key], atol=1e-5), key
     assert json.loads((out / "report.json").read_text())["files"]["fp32"] == "model_fp32.tflite"
@@ -364,10 +368,9 @@ def test_sigkill_during_data_pack(tmp_path):
     from mfn_tf2.shards import read_manifest, read_records
     out = tmp_path / "packed"
     args = ("data", "pack", DEMO_DATA / "train", out, "--shards", "16")
-    proc = subprocess.Popen(command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, cwd=REPO)
     # Killed once the first shard is finished, while the others are being written.
-    kill_when(proc, lambda: out.exists() and any(p.suffix == ".json" for p in out.iterdir()),
+    log = tmp_path / "killed.txt"
+    kill_when(start(log, *args), log, lambda: out.exists() and any(p.suffix == ".json" for p in out.iterdir()),
               random.Random(3), jitter=0.2)
     assert not (out / "manifest.json").exists()  # an unfinished pack is never taken for a finished one
     again = run_cli(*args)
@@ -376,7 +379,16 @@ def test_sigkill_during_data_pack(tmp_path):
     images = sum(1 for f in (DEMO_DATA / "train").rglob("*") if f.is_file())
     assert manifest["total"] == images
     assert sum(1 for _ in read_records(manifest["files"], shuffle=False, seed=0)) == images
-    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_rerun_sweeps_what_a_killed_run_left(tmp_path, clean):
+    # What a SIGKILL leaves: a half-written temp file (write_bytes) and SavedModel folder (atomic_directory).
+    out = tmp_path / "packed"
+    (out / ".tmp-saved_model0x1y").mkdir(parents=True)
+    (out / ".tmp-manifest.jsonab12").write_text("{")
+    proc = run_cli("data", "pack", clean[0], out, "--shards", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not [p.name for p in out.iterdir() if p.name.startswith((".tmp-", ".old-"))]
 
 
 # ---------------------------------------------------------------------------------------------

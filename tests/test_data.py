@@ -202,7 +202,10 @@ def test_filters_keep_identities_with_most_images(tmp_path):
 
 
 def test_valid_directory_maps_labels_by_name(face_tree, tmp_path):
-    valid = make_face_tree(tmp_path / "valid", n_ids=8, n_imgs=2)
+    valid = make_face_tree(tmp_path / "valid", n_ids=8, n_imgs=5)  # face_tree's 6 people + 2 strangers
+    for person in valid.iterdir():
+        for extra in sorted(person.iterdir())[2:]:
+            extra.unlink()
     shutil.rmtree(valid / sorted(p.name for p in valid.iterdir())[0])
     data = open_training_data(config(face_tree, valid_directory=str(valid), aug_freq=0.0))
     assert (data.num_train, data.num_valid) == (30, 10)
