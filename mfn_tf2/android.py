@@ -100,7 +100,8 @@ def readme(meta: dict, models: list[str]) -> str:
     for name in models:
         io_ = meta["files"][name]
         q_in, q_out = io_["input"]["quantization"], io_["output"]["quantization"]
-        feed = (f"int8: q = clamp(round(x / {q_in['scale']:.8g}) {_signed(q_in['zero_point'])}, -128, 127)"
+        feed = (f"int8: q = clamp(Math.round(x / {q_in['scale']:.8g}) {_signed(q_in['zero_point'])}, -128, 127) "
+                "(round half up)"
                 if q_in else f"{io_['input']['dtype']}: x as is")
         read = (f"int8: e = (q {_signed(-q_out['zero_point'])}) * {q_out['scale']:.8g}" if q_out
                 else f"{io_['output']['dtype']}: as is")

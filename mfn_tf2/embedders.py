@@ -186,14 +186,7 @@ class FeatureExtractor:
                             for im in images])
         if self.pre.bgr:
             resized = resized[..., ::-1]
-        if np.issubdtype(self.backend.dtype, np.integer) and not self.backend.in_quant:
-            return np.round(resized).astype(self.backend.dtype)  # raw pixels in
-        x = (resized - self.pre.mean) / self.pre.std
-        if self.backend.in_quant:
-            scale, zero = self.backend.in_quant
-            info = np.iinfo(self.backend.dtype)
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
-        return np.ascontiguousarray(x.astype(self.backend.dtype))
+        return model_input(resized, self.backend.dtype, self.backend.in_quant, self.pre.mean, self.pre.std)
 
     def _embed(self, images: np.ndarray) -> np.ndarray:
         out = []
@@ -230,6 +223,30 @@ class FeatureExtractor:
             bar.update(len(chunk))
         bar.close()
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def model_input(pixels: np.ndarray, dtype, quantization=None, mean: float = PIXEL_MEAN,
+                std: float = PIXEL_STD) -> np.ndarray:
+    """Pixels 0-255 (N, H, W, 3) already at the model's size -> the model's input tensor.
+
+    Float inputs get (p - mean) / std; integer inputs with a quantization
+    (scale, zero_point) get those normalised values quantized; integer inputs
+    without one get the raw pixels.
+
+    Example:
+        >>> model_input(np.full((1, 1, 1, 3), 255.0), np.int8, (1 / 128, -1)).ravel().tolist()
+        [127, 127, 127]
+    """
+    dtype = np.dtype(dtype)
+    scale, zero = quantization if quantization and quantization[0] else (0.0, 0)
+    if dtype.kind in "iu" and not scale:
+        return np.round(pixels).astype(dtype)
+    x = (np.asarray(pixels, np.float32) - mean) / std
+    if scale:
+        info = np.iinfo(dtype)
+        # Half up, as Java's Math.round: (p - 127.5) * 128 lands exactly on .5 for every pixel.
+        x = np.clip(np.floor(x / scale + zero + 0.5), info.min, info.max)
+    return np.ascontiguousarray(x.astype(dtype))
 
 
 def check_images(images) -> np.ndarray | list:

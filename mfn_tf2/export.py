@@ -113,6 +113,9 @@ def qat_finetune(backbone: keras.Model, model_path: str, run: dict | None, data_
     steps = max(1, data.num_train // data_cfg.batch_size)
     with strategy.scope():
         qat = qat_model(backbone)
+        for layer in qat.layers:  # a short fine-tune keeps the trained batch-norm statistics
+            if isinstance(getattr(layer, "layer", layer), keras.layers.BatchNormalization):
+                layer.trainable = False
         recognizer = Recognizer(qat, data.num_classes, model_cfg.loss_scale, model_cfg.loss_margin)
         train_cfg = C.TrainConfig(learning_rate=exp.qat_learning_rate, epochs=exp.qat_epochs,
                                   lr_schedule="cosine", weight_decay=0.0)

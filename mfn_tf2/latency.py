@@ -24,7 +24,7 @@ import time
 import cv2
 import numpy as np
 
-from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD
+from mfn_tf2.embedders import model_input
 
 # Side of the random grid that smooth test images are upsampled from: a face
 # crop has about this many "blobs" across, unlike white noise.
@@ -59,32 +59,6 @@ def smooth_images(count: int, size: int, seed: int = 0) -> np.ndarray:
     blobs = np.stack([cv2.resize(g, (size, size), interpolation=cv2.INTER_CUBIC) for g in grids])
     noisy = blobs + rng.normal(0, 4, blobs.shape)
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-
-
-def model_input(images: np.ndarray, dtype, quantization=(0.0, 0)) -> np.ndarray:
-    """uint8 RGB images (N, H, W, 3) as a model input of ``dtype``.
-
-    Float inputs get normalised pixels; integer inputs with a scale get those
-    quantized (``q = x / scale + zero_point``); integer inputs without one get
-    the raw pixels.
-
-    Args:
-        images: uint8 (N, H, W, 3), already at the model's size.
-        dtype: numpy dtype of the input tensor.
-        quantization: (scale, zero_point) of the input tensor; scale 0 = none.
-
-    Returns:
-        (N, H, W, 3) array of ``dtype``.
-    """
-    dtype = np.dtype(dtype)
-    scale, zero = quantization
-    if dtype.kind in "iu" and not scale:
-        return images.astype(dtype)
-    x = (images.astype(np.float32) - PIXEL_MEAN) / PIXEL_STD
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        x = np.clip(np.rint(x / scale + zero), info.min, info.max)
-    return np.ascontiguousarray(x.astype(dtype))
 
 
 def _sized(images: np.ndarray | None, count: int, height: int, width: int) -> np.ndarray:

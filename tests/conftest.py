@@ -122,7 +122,7 @@ def golden_cosines(assets: Path) -> list[float]:
             x = (cv2.imread(str(assets / sample["file"]))[..., ::-1].astype(np.float32) - pre["mean"]) / pre["std"]
             q = io["input"]["quantization"]
             if q:
-                x = np.clip(np.round(x / q["scale"]) + q["zero_point"], -128, 127)
+                x = np.clip(np.floor(x / q["scale"] + 0.5) + q["zero_point"], -128, 127)  # Math.round
             interp.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
             interp.invoke()
             e = interp.get_tensor(outp["index"]).astype(np.float32)[0]

@@ -52,9 +52,9 @@ def test_model_input_matches_each_input_kind():
     pixels = np.array([0, 127, 255], np.uint8).reshape(1, 1, 3, 1).repeat(3, axis=3)
     as_float = model_input(pixels, np.float32)
     np.testing.assert_allclose(as_float[0, 0, :, 0], [-127.5 / 128, -0.5 / 128, 127.5 / 128])
-    # int8 with scale 1/128, zero point 0: normalised x -> round(128 x), clipped to [-128, 127].
+    # int8 with scale 1/128, zero point 0: normalised x -> 128 x rounded half up, clipped to [-128, 127].
     as_int8 = model_input(pixels, np.int8, (1 / 128, 0))
-    assert as_int8.dtype == np.int8 and list(as_int8[0, 0, :, 0]) == [-128, 0, 127]
+    assert as_int8.dtype == np.int8 and list(as_int8[0, 0, :, 0]) == [-127, 0, 127]
     # uint8 without quantization: the raw pixels.
     assert model_input(pixels, np.uint8).tolist() == pixels.tolist()
 
