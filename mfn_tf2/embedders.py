@@ -47,11 +47,15 @@ class _Keras:
 
     def __init__(self, model):
         self.model = model
+        # A plain graph call, 2-3x faster than eager; not predict_on_batch, which would run
+        # under the training strategy (a collective) when used from a callback.
+        from mfn_tf2.backend import tf
+        self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         _, self.height, self.width, _ = model.input_shape
         self.dtype, self.in_quant, self.kind = np.float32, None, "keras"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(batch))  # a compiled graph, 2-3x faster than eager
+        return self._call(batch).numpy()
 
 
 class _SavedModel:

@@ -39,7 +39,9 @@ def make_face_tree(root: Path, n_ids: int = 6, n_imgs: int = 5) -> Path:
 
     Returns root, laid out as root/<person>/<file>.jpg.
     """
-    people = [p for p in sorted((DEMO_DATA / "train").iterdir()) if len(list(p.iterdir())) >= n_imgs][:n_ids]
+    # The same people whatever n_imgs (up to 6): the ones with at least 6 images, by name.
+    enough = max(n_imgs, 6)
+    people = [p for p in sorted((DEMO_DATA / "train").iterdir()) if len(list(p.iterdir())) >= enough][:n_ids]
     for person in people:
         (root / person.name).mkdir(parents=True, exist_ok=True)
         for f in sorted(person.iterdir())[:n_imgs]:
