@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 from mfn_tf2 import config as C
@@ -131,8 +130,11 @@ def _benchmark(export_dir: str, exp_report: dict):
 
 def report_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export_dir) -> str:
     """demo_out/report.md: what was trained, how well every model verifies, how fast it runs."""
+    from mfn_tf2.benchmark import machine_info
+    machine = machine_info()
     lines = ["# mfn_tf2 demo report", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores. "
+             f"Machine: {machine['cpu']}, {machine['cores']} cores; TensorFlow "
+             f"{machine['versions'].get('tensorflow')}, LiteRT {machine['versions'].get('ai-edge-litert')}. "
              f"Model: {model_cfg.arch}, {model_cfg.image_size}x{model_cfg.image_size} input, "
              f"{model_cfg.embedding_dim}-d embedding; recipe `{ns.recipe}`, {train_cfg.epochs} epochs.", "",
              "## Float model on the held-out pairs", "",

@@ -69,7 +69,7 @@ def test_android_golden_vectors_reproduce_by_hand(exported):
     assert set(meta["files"]) == {"model_int8.tflite", "model_fp16.tflite"}
     cosines = golden_cosines(assets)
     assert len(cosines) >= 12 and min(cosines) >= 0.999
-    assert "(pixel - 127.5) / 128" in (assets / "README.md").read_text()
+    assert "x = (p - 127.5) / 128.0" in (assets / "README.md").read_text()
 
 
 def test_parity_failure_exits_non_zero_and_keeps_files(tiny_run, tmp_path):
