@@ -14,6 +14,7 @@ every exported model on the same pairs, benchmark them on LiteRT, and write
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import os
 import time
@@ -152,7 +153,8 @@ def report_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, expo
                   "| format | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | p90 2 threads (ms) | ops not on XNNPACK |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['format']} | {r['size_mb']:.2f} | {r['p50_1']:.2f} | {r['p50_2']:.2f} | {r['p90_2']:.2f} | "
-                  f"{', '.join(r['not_delegated']) or 'none'} |" for r in bench]
+                  f"{', '.join(f'{op} x{n}' for op, n in Counter(r['not_delegated']).items()) or 'none'} |"
+                  for r in bench]
     lines += ["", "## Do the same on your data", "", "```",
               f"python -m mfn_tf2.train YOUR_FACES/ LFW/ LFW/pairs.txt --recipe {ns.recipe} --save_model_directory weights/",
               "python -m mfn_tf2.export weights/ --out export/mine --train_directory YOUR_FACES/ "
