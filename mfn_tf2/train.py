@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import sys
 
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
