@@ -27,6 +27,10 @@ PIXEL_MEAN = 127.5
 PIXEL_STD = 128.0
 
 
+# PReLU slope layouts -> the axes one slope is shared over (NHWC; 1, 2 = spatial).
+PRELU_SLOPES = {"channel": (1, 2), "shared": (1, 2, 3)}
+
+
 # Value rules: (predicate, what a value must be). A field's rule names the flag
 # in its error, e.g. "--batch_size 0: must be a positive integer".
 _POSITIVE_INT = (lambda v: v >= 1, "must be a positive integer")
@@ -77,6 +81,9 @@ class ModelConfig:
             "paper" for the paper's per-stage table.
         embedding_dim: size of the embedding.
         width: channel multiplier (tests use small widths).
+        prelu: PReLU slopes: "channel" (one per channel, the paper's) or
+            "shared" (one per layer: its int8 form is LEAKY_RELU, which
+            XNNPACK runs fast; see README "int8").
         loss_scale: ArcFace s.
         loss_margin: ArcFace m (radians).
     """
@@ -85,6 +92,7 @@ class ModelConfig:
     expansion_ratio: str = "6"
     embedding_dim: int = 256
     width: float = 1.0
+    prelu: str = "channel"
     loss_scale: float = 64.0
     loss_margin: float = 0.5
 
@@ -97,6 +105,7 @@ _MODEL_RULES = {
     "image_size": (lambda v: v >= 32 and v % 16 == 0, "MobileFaceNet needs a multiple of 16, at least 32"),
     "expansion_ratio": (lambda v: v == "paper" or (v.isdigit() and int(v) >= 1),
                         'use a positive integer such as "6", or "paper"'),
+    "prelu": _one_of(*PRELU_SLOPES),
     "loss_scale": _POSITIVE,
     "loss_margin": _NON_NEGATIVE,
 }
@@ -407,5 +416,5 @@ def from_dict(cls, values: dict):
 
 
 __all__ = ["ModelConfig", "DataConfig", "EvalConfig", "TrainConfig", "ExportConfig",
-           "MODEL_PRESETS", "FORMATS", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
+           "MODEL_PRESETS", "PRELU_SLOPES", "FORMATS", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
            "from_dict"]

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from mfn_tf2.backend import keras
 from mfn_tf2.cli import add_config_flags, build_configs, fail
-from mfn_tf2.config import MODEL_PRESETS, ModelConfig, replace
+from mfn_tf2.config import MODEL_PRESETS, PRELU_SLOPES, ModelConfig, replace
 
 # Paper Table 1 bottlenecks: (expansion t, output channels c, repeats n, first stride s).
 PAPER_BOTTLENECKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
@@ -102,10 +102,11 @@ def _mbf_plan(cfg: ModelConfig) -> _Plan:
 ARCHS = {"mobilefacenet": _mobilefacenet_plan, "mbf": _mbf_plan}
 
 
-def _unit(x, name, kernel, filters=None, *, strides=1, groups=1, padding="same", prelu=True):
+def _unit(x, name, kernel, filters=None, *, strides=1, groups=1, padding="same", prelu="channel"):
     """Conv (no bias) + BatchNorm [+ PReLU], as layers ``{name}_conv/_bn/_prelu``.
 
-    ``filters=None`` makes the conv depthwise (one filter per channel).
+    ``filters=None`` makes the conv depthwise (one filter per channel);
+    ``prelu`` is a key of ``PRELU_SLOPES``, or None for no activation.
     """
     conv = (keras.layers.DepthwiseConv2D(kernel, strides=strides, padding=padding,
                                          use_bias=False, name=f"{name}_conv")
@@ -116,17 +117,17 @@ def _unit(x, name, kernel, filters=None, *, strides=1, groups=1, padding="same",
     # within ~50 steps (momentum 0.9, Keras' 0.99 needs ~500), epsilon 1e-5.
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(conv(x))
     if prelu:
-        # One slope per channel, 0.25 at start as torch.nn.PReLU.
-        x = keras.layers.PReLU(keras.initializers.Constant(0.25), shared_axes=[1, 2],
+        # Slopes 0.25 at start as torch.nn.PReLU; one per channel, or one per layer.
+        x = keras.layers.PReLU(keras.initializers.Constant(0.25), shared_axes=list(PRELU_SLOPES[prelu]),
                                name=f"{name}_prelu")(x)
     return x
 
 
-def _bottleneck(x, expand, out, stride, name):
+def _bottleneck(x, expand, out, stride, name, prelu):
     """Inverted residual: 1x1 expand, 3x3 depthwise (stride), 1x1 linear project."""
-    y = _unit(x, f"{name}_expand", 1, expand)
-    y = _unit(y, f"{name}_dw", 3, strides=stride)
-    y = _unit(y, f"{name}_project", 1, out, prelu=False)
+    y = _unit(x, f"{name}_expand", 1, expand, prelu=prelu)
+    y = _unit(y, f"{name}_dw", 3, strides=stride, prelu=prelu)
+    y = _unit(y, f"{name}_project", 1, out, prelu=None)
     if stride == 1 and x.shape[-1] == out:
         y = keras.layers.Add(name=f"{name}_add")([x, y])
     return y
@@ -137,7 +138,7 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
 
     Args:
         cfg: the model configuration (arch, image_size, expansion_ratio,
-            embedding_dim, width; the loss fields belong to the head).
+            embedding_dim, width, prelu; the loss fields belong to the head).
 
     Returns:
         A functional ``keras.Model`` named ``cfg.arch``: input "image"
@@ -161,20 +162,21 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
     plan = ARCHS[cfg.arch](cfg)
 
     image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
-    x = _unit(image, "stem", 3, plan.stem, strides=2)
+    act = cfg.prelu
+    x = _unit(image, "stem", 3, plan.stem, strides=2, prelu=act)
     if plan.stem_group == 1:
-        x = _unit(x, "stem_dw", 3)
+        x = _unit(x, "stem_dw", 3, prelu=act)
     else:
-        x = _unit(x, "stem_group", 3, plan.stem, groups=plan.stem // plan.stem_group)
+        x = _unit(x, "stem_group", 3, plan.stem, groups=plan.stem // plan.stem_group, prelu=act)
     for s, stage in enumerate(plan.stages, start=1):
         for b, (expand, out, stride) in enumerate(stage, start=1):
-            x = _bottleneck(x, expand, out, stride, f"block{s}_{b}")
-    x = _unit(x, "sep", 1, plan.sep)
+            x = _bottleneck(x, expand, out, stride, f"block{s}_{b}", act)
+    x = _unit(x, "sep", 1, plan.sep, prelu=act)
     # GDConv: a linear depthwise conv as large as the feature map (image_size / 16).
-    x = _unit(x, "gdc", cfg.image_size // 16, padding="valid", prelu=False)
+    x = _unit(x, "gdc", cfg.image_size // 16, padding="valid", prelu=None)
     # A 1x1 conv on the 1x1 map is insightface's Linear + BatchNorm1d, kept as a
     # conv so int8 converters fold its BatchNorm.
-    x = _unit(x, "embedding", 1, cfg.embedding_dim, prelu=False)
+    x = _unit(x, "embedding", 1, cfg.embedding_dim, prelu=None)
     # float32 output also under a mixed-precision policy (the head and exporters expect it).
     embedding = keras.layers.Flatten(name="embedding", dtype="float32")(x)
     return keras.Model(image, embedding, name=cfg.arch)
@@ -189,7 +191,7 @@ def backbone_config(model: keras.Model, base: ModelConfig = ModelConfig()) -> Mo
             loss_margin; expansion_ratio for "mbf", which ignores it).
 
     Returns:
-        ``base`` with arch, image_size, embedding_dim, width and
+        ``base`` with arch, image_size, embedding_dim, width, prelu and
         expansion_ratio replaced. ``width`` comes back as the multiple of
         1/64 that gives the same 512-channel conv; "paper" is recognised.
 
@@ -199,8 +201,10 @@ def backbone_config(model: keras.Model, base: ModelConfig = ModelConfig()) -> Mo
         True
     """
     width = model.get_layer("sep_conv").filters / SEP_CHANNELS
+    slopes = model.get_layer("stem_prelu").get_config()["shared_axes"]
     changes = dict(arch=model.name, image_size=model.input_shape[1],
-                   embedding_dim=model.output_shape[-1], width=width)
+                   embedding_dim=model.output_shape[-1], width=width,
+                   prelu={axes: name for name, axes in PRELU_SLOPES.items()}[tuple(slopes)])
     if model.name == "mobilefacenet":
         ratios = tuple(model.get_layer(f"block{s}_1_expand_conv").filters
                        // model.get_layer(f"block{s}_1_expand_conv").input_shape[-1]
