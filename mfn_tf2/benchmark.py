@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import importlib.metadata
 import os
-import platform
 import sys
 import time
 
@@ -35,36 +33,17 @@ import numpy as np
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
 from mfn_tf2.fileio import write_json, write_text
+from mfn_tf2.host import machine_info, machine_line
 from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, read_rgb
 from mfn_tf2.latency import (LatencyError, savedmodel_throughput, tflite_latency,
                              tflite_throughput)
 
-# Packages whose versions the header reports (distribution names).
-_PACKAGES = ("tensorflow", "tf-keras", "ai-edge-litert", "tensorflow-model-optimization", "numpy")
 # TrainConfig fields that change training speed; the rest get no flag here.
 _TRAIN_FIELDS = ("optimizer", "mixed_precision")
 # The pipeline must outrun training by this factor not to slow it (both share the CPU).
 _PIPELINE_HEADROOM = 3.0
 # Real faces read for --images (enough for 4 distinct batches of 32).
 _MAX_IMAGES = 128
-
-
-def machine_info() -> dict:
-    """CPU model, cores, load and package versions of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    versions = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "load_average": [round(v, 2) for v in os.getloadavg()], "versions": versions}
 
 
 def load_images(directory: str, limit: int = _MAX_IMAGES) -> np.ndarray:
@@ -221,7 +200,7 @@ def summary_lines(report: dict) -> list[str]:
     """The header and training lines shared by the text and markdown outputs."""
     mach, s = report["machine"], report["settings"]
     versions = ", ".join(f"{k} {v}" for k, v in mach["versions"].items() if v)
-    lines = [f"machine: {mach['cpu']}, {mach['cores']} cores ({mach['usable_cores']} usable), "
+    lines = [f"machine: {machine_line(mach)} ({mach['usable_cores']} usable), "
              f"load {mach['load_average']} -> {report['load_after']}",
              f"versions: {versions}"]
     threads = [f"LiteRT {','.join(map(str, s['threads']))}"] if report["models"] else []

@@ -324,10 +324,13 @@ class ExportConfig:
         formats: which files to write (see ``FORMATS``).
         representative_dir: real face images that calibrate int8.
         num_calibration: images used for calibration.
-        qat_epochs: quantization-aware fine-tuning epochs.
-        qat_learning_rate: learning rate of that fine-tuning (batch-norm statistics
-            stay frozen). Measured on the demo model: 1e-5 keeps int8 within 0.33
-            points of float (cosine 0.998); 1e-4 lost 1.0 point, 1e-3 2.2 points.
+        qat_epochs: quantization-aware fine-tuning epochs (of the export form:
+            batch norm folded, so its statistics cannot drift).
+        qat_learning_rate: learning rate of that fine-tuning.
+        per_tensor: int8 and qat_int8 with one weight scale per conv instead of
+            one per output channel, for accelerators and NNAPI/DSP drivers that
+            take only per-tensor scales (post-training int8 of depthwise convs
+            suffers there; QAT recovers it).
         max_accuracy_drop: accuracy points an exported model may lose.
         min_cosine: mean embedding cosine to the float model it must reach.
         android_assets: also fill this folder with the app's assets.
@@ -338,6 +341,7 @@ class ExportConfig:
     num_calibration: int = 200
     qat_epochs: int = 1
     qat_learning_rate: float = 1e-5
+    per_tensor: bool = False
     max_accuracy_drop: float = 1.0
     min_cosine: float = 0.98
     android_assets: str | None = None

@@ -26,12 +26,14 @@ import numpy as np
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
-from mfn_tf2.checkpoints import CheckpointError, load_backbone, read_run, restore_head
+from mfn_tf2.checkpoints import CheckpointError, load_backbone, read_run
 from mfn_tf2.data import DataError
 from mfn_tf2.embedders import EmbedderError, FeatureExtractor
 from mfn_tf2.fileio import OutputError, OutputLock, atomic_directory, write_bytes, write_json
+from mfn_tf2.host import machine_info
 from mfn_tf2.images import ImageError, read_rgb
 from mfn_tf2.pairs import PairsError
+from mfn_tf2.qat import finetune
 from mfn_tf2.verification import load_pairs, verify_models
 
 CONFIGS = {"export": C.ExportConfig, "eval": C.EvalConfig, "data": C.DataConfig}
@@ -91,59 +93,20 @@ def write_saved_model(backbone: keras.Model, path: str) -> None:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
 
 
-def qat_finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg: C.DataConfig,
-                 exp: C.ExportConfig, log) -> keras.Model:
-    """Quantization-aware fine-tuning with the trained ArcFace head, under the training strategy.
-
-    The head comes from the training directory's checkpoint when the training
-    data has the same classes; otherwise a fresh head is trained (and said so).
-
-    Returns the fine-tuned QAT backbone (fake-quantized, same input/output).
-    """
-    from mfn_tf2.data import open_training_data
-    from mfn_tf2.distribute import make_strategy
-    from mfn_tf2.quantize import qat_model
-    from mfn_tf2.recognizer import Recognizer, make_optimizer
-    if not data_cfg.train_directory:
-        raise ExportError("qat_int8 needs --train_directory (the training faces) for fine-tuning")
-    model_cfg = C.from_dict(C.ModelConfig, run["model"]) if run else C.ModelConfig(
-        image_size=backbone.input_shape[1], embedding_dim=backbone.output_shape[-1])
-    data = open_training_data(C.replace(data_cfg, image_size=model_cfg.image_size))
-    strategy = make_strategy()
-    steps = max(1, data.num_train // data_cfg.batch_size)
-    with strategy.scope():
-        qat = qat_model(backbone)
-        for layer in qat.layers:  # a short fine-tune keeps the trained batch-norm statistics
-            if isinstance(getattr(layer, "layer", layer), keras.layers.BatchNormalization):
-                layer.trainable = False
-        recognizer = Recognizer(qat, data.num_classes, model_cfg.loss_scale, model_cfg.loss_margin)
-        train_cfg = C.TrainConfig(learning_rate=exp.qat_learning_rate, epochs=exp.qat_epochs,
-                                  lr_schedule="cosine", weight_decay=0.0)
-        recognizer.compile(optimizer=make_optimizer(train_cfg, steps))
-        size = model_cfg.image_size
-        recognizer.head((recognizer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32)))
-        if not restore_head(model_path, recognizer.head):
-            log(f"QAT: no trained head for these {data.num_classes} classes in {model_path}; "
-                "fine-tuning with a fresh head (pass the training run's data flags to reuse it)")
-    dataset = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(ctx).repeat())
-    log(f"QAT: {exp.qat_epochs} epoch(s) x {steps} steps on {data.num_train} images")
-    recognizer.fit(dataset, epochs=exp.qat_epochs, steps_per_epoch=steps, verbose=2)
-    return recognizer.backbone
-
-
-def convert_all(backbone, formats, calibration, qat, out: str, log) -> dict:
+def convert_all(backbone, exp: C.ExportConfig, calibration, qat, log) -> dict:
     """Writes every requested TFLite file atomically; returns {format: path}."""
-    from mfn_tf2.quantize import export_form
+    from mfn_tf2.export_form import export_form
     from mfn_tf2.tflite import convert
-    # Which Keras graph each format is converted from.
+    # Which Keras graph each format is converted from: int8 files from the export
+    # form (post-training: calibrated; QAT: that same graph, fine-tuned).
     sources = {"fp32": backbone, "fp16": backbone, "dynamic": backbone,
-               "int8": export_form(backbone), "qat_int8": qat}
+               "int8": export_form(backbone) if "int8" in exp.formats else None, "qat_int8": qat}
     written = {}
-    for fmt in formats:
+    for fmt in exp.formats:
         if fmt == "saved_model":
             continue
-        path = os.path.join(out, FILES[fmt])
-        write_bytes(path, convert(sources[fmt], fmt, calibration))
+        path = os.path.join(exp.out, FILES[fmt])
+        write_bytes(path, convert(sources[fmt], fmt, calibration, per_tensor=exp.per_tensor))
         written[fmt] = path
         log(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
     return written
@@ -196,14 +159,57 @@ def check_parity(result: dict, exp: C.ExportConfig) -> list[dict]:
     return rows
 
 
+def int8_summary(result: dict, names: list[str], latency: dict, exp: C.ExportConfig, calibration: str) -> list[dict]:
+    """Per int8 model: accuracy against float, cosine, latency ratio to fp32, where its ranges came from.
+
+    Args:
+        result: ``verify_models``' result (first model: the float reference).
+        names: the format of each model in ``result`` ("float (Keras)", "fp32", "int8", ...).
+        latency: {format: {threads: p50 ms}}.
+        exp: the export settings (weight scales, QAT epochs).
+        calibration: what calibrated post-training int8 ("200 faces from faces/").
+    """
+    from mfn_tf2.tflite import RANGES
+    ref = result["models"][0]["report"]["accuracy"]
+    ranges = {"calibration": f"calibration ({calibration})",
+              "QAT": f"QAT ({exp.qat_epochs} epoch(s), lr {exp.qat_learning_rate:g})"}
+    rows = []
+    for name, m in zip(names, result["models"]):
+        if name not in RANGES:
+            continue
+        fp32, own = latency.get("fp32", {}), latency.get(name, {})
+        rows.append({"format": name, "weight_scales": "per-tensor" if exp.per_tensor else "per-channel",
+                     "ranges": ranges[RANGES[name]], "accuracy": m["report"]["accuracy"],
+                     "accuracy_change_points": 100 * (m["report"]["accuracy"] - ref),
+                     "cosine_mean": m["agreement"]["mean"], "cosine_min": m["agreement"]["min"],
+                     "latency_ratio_to_fp32": {t: round(own[t] / fp32[t], 3) for t in own if fp32.get(t)}})
+    return rows
+
+
+def int8_markdown(rows: list[dict]) -> list[str]:
+    """The report's int8 table (empty without int8 models)."""
+    if not rows:
+        return []
+    lines = ["## int8 models", "", "| model | weight scales | ranges from | accuracy (%) | vs float (points) | "
+             "cosine to float (mean / min) | latency / fp32 (1 / 2 threads) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = " / ".join(f"{v:.2f}x" for v in r["latency_ratio_to_fp32"].values()) or "-"
+        lines.append(f"| {r['format']} | {r['weight_scales']} | {r['ranges']} | {100 * r['accuracy']:.2f} | "
+                     f"{r['accuracy_change_points']:+.2f} | {r['cosine_mean']:.4f} / {r['cosine_min']:.4f} | {ratio} |")
+    return lines + [""]
+
+
 def report_markdown(out: str, source: str, result: dict, names: list[str], files: dict, parity: list[dict],
-                    latency: dict, threshold: dict, failed: dict) -> str:
-    """report.md: the verification table, files with sizes and latency, parity verdicts."""
+                    latency: dict, threshold: dict, failed: dict, int8: list[dict]) -> str:
+    """report.md: the verification table, the int8 table, files with sizes and latency, parity verdicts."""
+    from mfn_tf2.host import machine_line
     from mfn_tf2.verification import markdown_table
     lines = [f"# Export report: {out}", "", f"Source: `{source}`. Pairs: `{result['pairs']['source']}` "
-             f"({result['pairs']['n_pairs']} pairs, {result['pairs']['n_images']} images).", "",
+             f"({result['pairs']['n_pairs']} pairs, {result['pairs']['n_images']} images). "
+             f"Latency measured on {machine_line(machine_info())}.", "",
              "## Verification (10-fold protocol of the pairs file; cosine scores)", "",
              markdown_table(result, names), "", "![ROC curves and score histograms](roc.png)", "",
+             *int8_markdown(int8),
              "## Files", "", "| format | file | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | parity |",
              "|---|---|---|---|---|---|"]
     verdict = {os.path.basename(p["model"]): ("ok" if p["ok"] else f"FAIL: {p['why']}") for p in parity}
@@ -243,12 +249,13 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     size = int(backbone.input_shape[1])
     calib_dir = exp.representative_dir or data_cfg.train_directory or eval_cfg.data_directory
     calibration = calibration_images(calib_dir, size, exp.num_calibration, data_cfg.seed)
+    calibrated_on = f"{len(calibration)} faces from {calib_dir}"
     files, failed = {}, {}
     if "saved_model" in exp.formats:
         files["saved_model"] = os.path.join(exp.out, FILES["saved_model"])
         write_saved_model(backbone, files["saved_model"])
-    qat = qat_finetune(backbone, model_path, run_info, data_cfg, exp, log) if "qat_int8" in exp.formats else None
-    files.update(convert_all(backbone, exp.formats, calibration, qat, exp.out, log))
+    qat = finetune(backbone, model_path, run_info, data_cfg, exp, log) if "qat_int8" in exp.formats else None
+    files.update(convert_all(backbone, exp, calibration, qat, log))
     extractors, names = [FeatureExtractor(backbone, batch_size=eval_cfg.batch_size)], ["float (Keras)"]
     for fmt, path in files.items():
         try:
@@ -271,15 +278,16 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
                       os.path.join(exp.out, "roc.png"))
     parity = check_parity(result, exp)
     ok = not failed and all(p["ok"] for p in parity)
-    report = {"ok": ok, "source": model_path, "pairs": result["pairs"], "threshold": threshold,
+    int8 = int8_summary(result, names, latency, exp, calibrated_on)
+    report = {"ok": ok, "source": model_path, "machine": machine_info(), "pairs": result["pairs"], "threshold": threshold,
               "files": {f: os.path.basename(p) for f, p in files.items()}, "failed": failed,
               "models": [{"format": n, **{k: v for k, v in m.items() if k != "scores"}}
                          for n, m in zip(names, result["models"])],
-              "parity": parity, "latency_ms_p50": latency}
+              "parity": parity, "latency_ms_p50": latency, "int8": int8}
     write_json(os.path.join(exp.out, "report.json"), report)
     from mfn_tf2.fileio import write_text
     write_text(os.path.join(exp.out, "report.md"),
-               report_markdown(exp.out, model_path, result, names, files, parity, latency, threshold, failed))
+               report_markdown(exp.out, model_path, result, names, files, parity, latency, threshold, failed, int8))
     if exp.android_assets:
         from mfn_tf2.android import write_assets
         write_assets(exp.out, exp.android_assets, pairs, log)

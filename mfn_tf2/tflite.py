@@ -29,16 +29,31 @@ class ConversionError(ValueError):
     """A model or calibration set that cannot be converted (message says why)."""
 
 
-def _full_integer(converter, calibration):
+def _integer_io(converter):
+    """int8 input and output (the ops are int8 wherever ranges are known)."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+
+
+def _calibrated(converter, calibration):
+    """Post-training int8: activation ranges measured on the calibration faces."""
     if calibration is None or len(calibration) == 0:
         raise ConversionError("int8 conversion needs calibration images: pass a float32 array "
                               "(N, S, S, 3) of normalised real faces (--representative_dir)")
     images = np.asarray(calibration, np.float32)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([images[i:i + 1]] for i in range(len(images)))
+    _integer_io(converter)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+
+
+def _learned(converter, calibration):
+    """QAT int8: every range comes from the model's fake-quant ops; no calibration.
+
+    (The converter refuses ``TFLITE_BUILTINS_INT8`` without a representative
+    dataset even for a QAT graph; tests check every op is int8 anyway.)
+    """
+    _integer_io(converter)
 
 
 def _float16(converter, calibration):
@@ -50,36 +65,35 @@ def _dynamic(converter, calibration):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
 
-def _exported(model):
-    # Lazy: quantize imports tensorflow-model-optimization, which fp32 does not need.
-    from mfn_tf2.quantize import export_form
-    return export_form(model)
-
-
-# Kind -> (graph to convert, converter settings). "int8" expects a graph that is
-# already in export form (export.py passes ``export_form(backbone)``); "qat_int8"
-# takes the QAT model itself: its trained float weights go through the same
-# export form and int8 calibration (the fake-quant ranges are re-calibrated).
+# Kind -> converter settings. "int8" expects the export form of a float backbone
+# (``export_form.export_form``); "qat_int8" the fine-tuned ``quantize.qat_model``,
+# which is that same export form with fake-quant ops whose learned ranges become
+# the file's scales and zero points.
 KINDS = {
-    "fp32": (lambda m: m, lambda c, cal: None),
-    "fp16": (lambda m: m, _float16),
-    "dynamic": (lambda m: m, _dynamic),
-    "int8": (lambda m: m, _full_integer),
-    "qat_int8": (_exported, _full_integer),
+    "fp32": lambda c, cal: None,
+    "fp16": _float16,
+    "dynamic": _dynamic,
+    "int8": _calibrated,
+    "qat_int8": _learned,
 }
+# Where the activation ranges of an int8 kind come from (reports say it).
+RANGES = {"int8": "calibration", "qat_int8": "QAT"}
 
 
-def convert(model, kind: str, calibration=None) -> bytes:
+def convert(model, kind: str, calibration=None, per_tensor: bool = False) -> bytes:
     """Converts a Keras model to .tflite bytes of one kind.
 
     Args:
         model: a Keras model taking normalised float images (B, S, S, 3); for
-            "int8" preferably ``quantize.export_form(backbone)``, for
-            "qat_int8" the model returned by ``quantize.qat_model``.
+            "int8" ``export_form(backbone)``, for "qat_int8" a fine-tuned
+            ``quantize.qat_model(backbone)``.
         kind: "fp32", "fp16" (float16 weights), "dynamic" (dynamic-range int8
-            weights), "int8" or "qat_int8" (full integer, int8 input/output).
+            weights), "int8" (post-training full integer, int8 input/output)
+            or "qat_int8" (full integer with the ranges QAT learned).
         calibration: float32 (N, S, S, 3) normalised real faces; required by
-            the int8 kinds (representative dataset).
+            "int8" (representative dataset), ignored by the others.
+        per_tensor: one weight scale per conv instead of one per output
+            channel (int8 kinds; a QAT model must have been built with it).
 
     Returns:
         The flatbuffer bytes.
@@ -92,9 +106,10 @@ def convert(model, kind: str, calibration=None) -> bytes:
     """
     if kind not in KINDS:
         raise ConversionError(f"unknown TFLite kind {kind!r}: expected one of {', '.join(KINDS)}")
-    prepare, settings = KINDS[kind]
-    converter = tf.lite.TFLiteConverter.from_keras_model(prepare(model))
-    settings(converter, calibration)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    KINDS[kind](converter, calibration)
+    # The converter's own switch (no public name): per-tensor weight scales.
+    converter._experimental_disable_per_channel = per_tensor
     return converter.convert()
 
 

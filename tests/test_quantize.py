@@ -1,13 +1,15 @@
-"""QAT of the PReLU backbone and the int8-fast export form (real TF, real LiteRT, real faces)."""
+"""The int8-fast export form, and QAT of that same graph (real TF, real LiteRT, real faces)."""
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 
 from mfn_tf2.backend import keras
 from mfn_tf2.config import ModelConfig
+from mfn_tf2.export_form import export_form
 from mfn_tf2.model import build_backbone
-from mfn_tf2.quantize import export_form, qat_model, quantize_scope
+from mfn_tf2.quantize import activation_ranges, qat_model, quantize_scope
 from mfn_tf2.tflite import convert, op_report
-from test_tflite import load_faces, mean_cosine, run_tflite, spread_slopes
+from test_tflite import load_faces, mean_cosine, run_tflite, spread_slopes, warm_ranges
 
 SIZE = 32
 
@@ -55,36 +57,112 @@ def test_int8_export_form_runs_entirely_in_xnnpack_and_keeps_the_embedding(backb
     assert mean_cosine(run_tflite(data, faces[32:]), backbone.predict(faces[32:], verbose=0)) > 0.98
 
 
-def test_qat_trains_converts_to_int8_and_reloads(backbone, demo_data, tmp_path):
-    spread_slopes(backbone, (0.1, 0.25, 0.5))
-    qat = qat_model(backbone)
-    assert qat.input_shape == backbone.input_shape and qat.output_shape == backbone.output_shape
-    assert qat.input.name.startswith("image")
-    prelus = [layer for layer in qat.layers if getattr(layer, "layer", None).__class__ is keras.layers.PReLU]
-    assert len(prelus) == sum(isinstance(layer, keras.layers.PReLU) for layer in backbone.layers)
-    assert any("alpha_min" in w.name for w in prelus[0].weights)
+@pytest.fixture(scope="module")
+def shared_backbone():
+    """The same small network with one PReLU slope per layer (LEAKY_RELU when exported)."""
+    keras.utils.set_random_seed(1)
+    model = build_backbone(ModelConfig(width=0.25, image_size=SIZE, embedding_dim=32, prelu="shared"))
+    random_batchnorm(model)
+    return model
 
-    rng = np.random.default_rng(3)
-    x = rng.normal(0, 1, (32, SIZE, SIZE, 3)).astype(np.float32)
-    target = rng.normal(0, 1, (32, 32)).astype(np.float32)
-    before = qat.get_layer("quant_stem_conv").get_weights()[0].copy()
-    qat.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
-    history = qat.fit(x, target, batch_size=8, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"]).all()
-    assert not np.allclose(qat.get_layer("quant_stem_conv").get_weights()[0], before)
 
+def test_shared_slopes_export_as_leaky_relu_that_xnnpack_runs_in_int8(shared_backbone, demo_data):
+    spread_slopes(shared_backbone, (0.15,))
+    fast = export_form(shared_backbone)
+    x = np.random.default_rng(2).normal(0, 1.5, (4, SIZE, SIZE, 3)).astype(np.float32)
+    want = shared_backbone(x, training=False).numpy()
+    np.testing.assert_allclose(fast(x).numpy(), want, atol=1e-4 * np.abs(want).max())
     faces = load_faces(demo_data / "heldout", SIZE, 48)
-    tuned_float = export_form(qat)          # the QAT model's trained float weights
-    out = run_tflite(convert(qat, "qat_int8", faces[:32]), faces[32:])
-    assert np.isfinite(out).all()
-    assert mean_cosine(out, tuned_float.predict(faces[32:], verbose=0)) > 0.98
+    report = op_report(convert(fast, "int8", faces[:32]))
+    assert {r["op"] for r in report} == {"CONV_2D", "DEPTHWISE_CONV_2D", "LEAKY_RELU", "ADD", "RESHAPE"}
+    assert all(r["delegated"] for r in report)
+    assert all(r["dtype"] == "int8" for r in report if r["op"] == "LEAKY_RELU")
 
+
+# QAT layer -> the TFLite op it becomes (the input quantizer and ReLUs fused into MUL become none).
+SHIPPED_OP = {"Conv2D": "CONV_2D", "DepthwiseConv2D": "DEPTHWISE_CONV_2D", "ChannelScale": "MUL",
+              "Add": "ADD", "LeakyReLU": "LEAKY_RELU", "Flatten": "RESHAPE"}
+
+
+def qat_ops(qat):
+    """[(TFLite op name, QAT layer name)] in the QAT graph's order."""
+    return [(SHIPPED_OP[type(layer.layer).__name__], layer.name) for layer in qat.layers if hasattr(layer, "layer")]
+
+
+@pytest.fixture(scope="module", params=["channel", "shared"])
+def tuned(request, backbone, shared_backbone, demo_data):
+    """A QAT model fine-tuned a little (ranges learned), and its qat_int8 file."""
+    float_model = backbone if request.param == "channel" else shared_backbone
+    spread_slopes(float_model, (0.1, 0.25, 0.5, 1.6) if request.param == "channel" else (0.2,))
+    qat = qat_model(float_model)
+    faces = load_faces(demo_data / "heldout", SIZE, 48)
+    before = qat.get_layer("quant_embedding_conv").get_weights()[0].copy()
+    qat.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    target = np.random.default_rng(3).normal(0, 1, (32, 32)).astype(np.float32)
+    history = qat.fit(faces[:32], target, batch_size=8, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert not np.allclose(qat.get_layer("quant_embedding_conv").get_weights()[0], before)
+    return float_model, qat, convert(qat, "qat_int8"), faces[32:]
+
+
+def test_qat_trains_the_shipped_graph_op_for_op(tuned):
+    float_model, qat, data, faces = tuned
+    assert qat.input_shape == float_model.input_shape and qat.output_shape == float_model.output_shape
+    assert qat.input.name.startswith("image")
+    shipped = op_report(data)
+    assert [op for op, _ in qat_ops(qat)] == [r["op"] for r in shipped]
+    assert all(r["delegated"] and r["dtype"] == "int8" for r in shipped)
+    assert mean_cosine(run_tflite(data, faces), qat.predict(faces, verbose=0)) > 0.99
+
+
+def test_qat_int8_file_carries_the_ranges_qat_learned(tuned):
+    _, qat, data, _ = tuned
+    ranges = activation_ranges(qat)
+    interpreter = Interpreter(model_content=data)
+    tensors = {t["index"]: t["quantization"] for t in interpreter.get_tensor_details()}
+    ops = [op for op in interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
+
+    def expected(low, high):  # tfmot's fake quant: 256 levels over [low, high], zero exactly on the grid
+        scale = (high - low) / 255
+        return scale, int(round(-128 - low / scale))
+    checked = 0
+    for (op_name, layer), op in zip(qat_ops(qat), ops):
+        if layer in ranges:  # every layer but Flatten (a reshape keeps its input's range)
+            scale, zero = tensors[op["outputs"][0]]
+            want_scale, want_zero = expected(*ranges[layer])
+            assert scale == pytest.approx(want_scale, rel=1e-4), layer
+            assert abs(zero - want_zero) <= 1, layer
+            checked += 1
+    assert checked == len(ranges) - 1  # all but the input's, checked next
+    input_scale, _ = interpreter.get_input_details()[0]["quantization"]
+    assert input_scale == pytest.approx(expected(*ranges[qat.layers[1].name])[0], rel=1e-4)
+
+
+def test_qat_model_saves_and_reloads(tuned, tmp_path):
+    _, qat, _, faces = tuned
     path = str(tmp_path / "qat.h5")
     qat.save(path)
     with quantize_scope():
         loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded.predict(faces[32:], verbose=0), qat.predict(faces[32:], verbose=0),
-                               atol=1e-5)
+    np.testing.assert_allclose(loaded.predict(faces, verbose=0), qat.predict(faces, verbose=0), atol=1e-5)
+
+
+def test_per_tensor_qat_and_ptq_write_one_weight_scale_per_conv(backbone, demo_data):
+    faces = load_faces(demo_data / "heldout", SIZE, 48)
+    for data in (convert(warm_ranges(qat_model(backbone, per_tensor=True), faces), "qat_int8", per_tensor=True),
+                 convert(export_form(backbone), "int8", faces[:16], per_tensor=True)):
+        interpreter = Interpreter(model_content=data)
+        tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+        convs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+        assert convs
+        for op in convs:
+            weights = tensors[op["inputs"][1]]
+            assert weights["dtype"] == np.int8
+            assert len(weights["quantization_parameters"]["scales"]) == 1, op["op_name"]
+    per_channel = Interpreter(model_content=convert(export_form(backbone), "int8", faces[:16]))
+    first_conv = next(op for op in per_channel._get_ops_details() if op["op_name"] == "CONV_2D")
+    scales = {t["index"]: t for t in per_channel.get_tensor_details()}[first_conv["inputs"][1]]
+    assert len(scales["quantization_parameters"]["scales"]) > 1
 
 
 def test_export_form_absorbs_mirrored_slopes_into_a_grouped_conv():
