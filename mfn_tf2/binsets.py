@@ -75,7 +75,7 @@ def read_bin(path: str) -> BinSet:
 
     Raises:
         PairsError: "<file>: ..." for a missing file, a file that is not such a
-            pickle, or image and flag counts that do not match.
+            pickle, image and flag counts that do not match, or pairs of one kind only.
     """
     if not os.path.isfile(path):
         raise PairsError(f"{path}: verification set not found (check --verification_sets)")
@@ -90,6 +90,9 @@ def read_bin(path: str) -> BinSet:
     if len(images) != 2 * issame.size or not issame.size:
         raise PairsError(f"{path}: {len(images)} images for {issame.size} pairs; a .bin holds "
                          "two images per pair")
+    if issame.all() or not issame.any():
+        raise PairsError(f"{path}: all {issame.size} pairs are {'same' if issame.all() else 'different'}"
+                         "-person pairs; a verification set needs both kinds")
     return BinSet(set_name(path), path, images, issame)
 
 

@@ -119,7 +119,8 @@ class Verifier(keras.callbacks.Callback):
         best_dir: where the best backbone is saved as a SavedModel (None: not saved).
         log: callable(str) for the one-line result.
         best_by: "pairs", or the name of a .bin set of the report whose
-            accuracy-flip picks the best backbone.
+            accuracy-flip picks the best backbone (also the first set's when
+            there are no pairs).
         columns: epoch-log keys the check fills; epochs without a check log
             them as NaN so history.csv keeps its columns from the first epoch.
     """
@@ -153,12 +154,13 @@ class Verifier(keras.callbacks.Callback):
             logs[f"{name}_accuracy"], logs[f"{name}_accuracy_flip"] = r["accuracy"], r["accuracy_flip"]
             self.log(f"epoch {epoch + 1}: {name} accuracy {100 * r['accuracy']:.2f} %, accuracy-flip "
                      f"{100 * r['accuracy_flip']:.2f} % ({r['n_pairs']} pairs)")
-        score = report["accuracy"] if self.best_by == "pairs" else report["sets"][self.best_by]["accuracy_flip"]
+        # Without pairs, "pairs" falls back to the first set.
+        by = self.best_by if self.best_by != "pairs" or "accuracy" in report else next(iter(report["sets"]))
+        score = report["accuracy"] if by == "pairs" else report["sets"][by]["accuracy_flip"]
         if score > self.best:
             self.best = score
             if self.best_dir:
                 with atomic_directory(self.best_dir) as tmp:
                     self.clone.save(tmp, include_optimizer=False)
                     with open(os.path.join(tmp, "verification.txt"), "w") as f:
-                        f.write(f"epoch {epoch + 1}: {self.best_by} accuracy{'' if self.best_by == 'pairs' else '-flip'} "
-                                f"{score:.4f}\n")
+                        f.write(f"epoch {epoch + 1}: {by} accuracy{'' if by == 'pairs' else '-flip'} {score:.4f}\n")

@@ -198,8 +198,8 @@ class EvalConfig:
         seed: seed for generated pairs.
         verification_sets: insightface .bin sets (lfw.bin,cfp_fp.bin,agedb_30.bin)
             scored too, with and without flip, on 10 contiguous folds.
-        best_by: what picks the best checkpoint: "pairs" (the pairs' accuracy) or
-            a verification set's name (agedb_30: its accuracy-flip).
+        best_by: what picks the best checkpoint: "pairs" (the pairs' accuracy; with
+            no pairs the first set's) or a verification set's name (agedb_30: its accuracy-flip).
     """
     pairs_filename: str | None = None
     data_directory: str = ""

@@ -71,7 +71,7 @@ def test_train_checks_bins_logs_them_and_picks_best_by_one(heldout, tmp_path):
     faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=6)
     pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
     images, issame = pickle.load(open(heldout[1], "rb"))
-    small = write_bin(images[:200], issame[:100], tmp_path / "agedb_30.bin")
+    small = write_bin(images[500:700], issame[250:350], tmp_path / "agedb_30.bin")  # both kinds
     save = tmp_path / "weights"
     proc = run_cli("train", faces, faces, pairs, *TINY_MODEL_FLAGS, "--batch_size", "8", "--learning_rate",
                    "0.01", "--epochs", "2", "--evaluate_epochs", "2", "--save_model_directory", save,
@@ -96,7 +96,7 @@ class _Boom:
         return (print, ("a .bin ran code",))
 
 
-@pytest.mark.parametrize("row", ["missing", "not_pickle", "code", "counts", "best_by", "not_bin"])
+@pytest.mark.parametrize("row", ["missing", "not_pickle", "code", "counts", "one_kind", "best_by", "not_bin"])
 def test_bad_bin_sets(tiny_run, tmp_path, row):
     weights, _, _ = tiny_run
     path = tmp_path / "x.bin"
@@ -105,6 +105,7 @@ def test_bad_bin_sets(tiny_run, tmp_path, row):
         "not_pickle": (f"error: {path}: not an insightface .bin verification set", 1),
         "code": (f"error: {path}: not an insightface .bin verification set", 1),
         "counts": (f"error: {path}: 3 images for 2 pairs; a .bin holds two images per pair", 1),
+        "one_kind": (f"error: {path}: all 2 pairs are same-person pairs; a verification set needs both kinds", 1),
         "best_by": ("--best_by 'agedb': choose one of pairs, x", 2),
         "not_bin": ("--verification_sets x.txt: give insightface .bin files", 2),
     }[row]
@@ -114,6 +115,8 @@ def test_bad_bin_sets(tiny_run, tmp_path, row):
         path.write_bytes(pickle.dumps(([_Boom()], [True])))
     elif row == "counts":
         write_bin([b"a", b"b", b"c"], [True, False], path)
+    elif row == "one_kind":
+        write_bin([b"a", b"b", b"c", b"d"], [True, True], path)
     extra = {"best_by": ["--best_by", "agedb"], "not_bin": []}.get(row, [])
     target = "x.txt" if row == "not_bin" else path
     proc = run_cli("evaluate", weights, "--bin", target, *extra)
