@@ -97,3 +97,24 @@ def test_infer_with_landmarks_is_infer_of_the_aligned_face(tiny_run):
     np.testing.assert_allclose(both[1], fe.infer(aligned)[0], atol=1e-6)
     with pytest.raises(EmbedderError, match=r"landmarks have shape \(4, 2\)"):
         fe.infer(photo, landmarks=points[:4])
+
+
+def test_android_alignment_cases_reproduce():
+    from conftest import REPO
+    assets = REPO / "android_demo_assets"
+    record = json.loads((assets / "alignment.json").read_text())
+    size = tuple(record["size"])
+    assert np.abs(np.array(record["points"]) - template_points(record["template"], size)[0]).max() < 1e-3
+    for case in record["cases"]:
+        photo, landmarks = read_rgb(assets / case["photo"]), np.array(case["landmarks"])
+        # the least-squares similarity solved independently, as an app would
+        rows = np.zeros((10, 4))
+        rows[0::2] = np.c_[landmarks[:, 0], -landmarks[:, 1], np.ones(5), np.zeros(5)]
+        rows[1::2] = np.c_[landmarks[:, 1], landmarks[:, 0], np.zeros(5), np.ones(5)]
+        a, b, tx, ty = np.linalg.lstsq(rows, np.array(record["points"]).reshape(-1), rcond=None)[0]
+        assert np.abs(np.array(case["matrix"]) - [[a, -b, tx], [b, a, ty]]).max() < record["tolerance"]["matrix_abs"]
+        aligned = read_rgb(assets / case["aligned"])
+        assert np.abs(aligned.astype(int) - align_face(photo, landmarks, record["template"], size)).max() <= 1
+        for model, golden in case["embeddings"].items():
+            emb = FeatureExtractor(str(assets / model), batch_size=1).infer(photo, landmarks=landmarks)[0]
+            assert float(emb @ np.array(golden)) >= 0.999
