@@ -96,7 +96,8 @@ class _Boom:
         return (print, ("a .bin ran code",))
 
 
-@pytest.mark.parametrize("row", ["missing", "not_pickle", "code", "counts", "one_kind", "best_by", "not_bin"])
+@pytest.mark.parametrize("row", ["missing", "not_pickle", "code", "counts", "one_kind", "bad_image", "best_by",
+                                 "not_bin"])
 def test_bad_bin_sets(tiny_run, tmp_path, row):
     weights, _, _ = tiny_run
     path = tmp_path / "x.bin"
@@ -106,6 +107,7 @@ def test_bad_bin_sets(tiny_run, tmp_path, row):
         "code": (f"error: {path}: not an insightface .bin verification set", 1),
         "counts": (f"error: {path}: 3 images for 2 pairs; a .bin holds two images per pair", 1),
         "one_kind": (f"error: {path}: all 2 pairs are same-person pairs; a verification set needs both kinds", 1),
+        "bad_image": (f"error: {path}: image 0 cannot be decoded (", 1),
         "best_by": ("--best_by 'agedb': choose one of pairs, x", 2),
         "not_bin": ("--verification_sets x.txt: give insightface .bin files", 2),
     }[row]
@@ -117,9 +119,20 @@ def test_bad_bin_sets(tiny_run, tmp_path, row):
         write_bin([b"a", b"b", b"c"], [True, False], path)
     elif row == "one_kind":
         write_bin([b"a", b"b", b"c", b"d"], [True, True], path)
+    elif row == "bad_image":
+        write_bin([b"not an image"] * 4, [True, False], path)
     extra = {"best_by": ["--best_by", "agedb"], "not_bin": []}.get(row, [])
     target = "x.txt" if row == "not_bin" else path
     proc = run_cli("evaluate", weights, "--bin", target, *extra)
     assert proc.returncode == code
     assert expected in proc.stderr.strip().splitlines()[-1]
     assert "a .bin ran code" not in proc.stdout
+
+
+def test_nothing_to_check_is_a_flag_error(tmp_path):
+    proc = run_cli("train", tmp_path, "none", "none")
+    assert proc.returncode == 2
+    assert "data_directory none: give pairs to check, or --verification_sets" in proc.stderr.splitlines()[-1]
+    proc = run_cli("evaluate", tmp_path)
+    assert proc.returncode == 2
+    assert "give --pairs_filename/--data_directory, or --bin" in proc.stderr.splitlines()[-1]

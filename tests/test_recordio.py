@@ -138,6 +138,14 @@ def test_train_on_rec_one_and_two_workers_with_the_folders_counts(tmp_path):
     assert expected in results[0][1] and "2 replica(s)" in results[0][1]
 
 
+def test_rec_has_no_valid_directory(tmp_path):
+    faces = make_face_tree(tmp_path / "faces", n_ids=2, n_imgs=2)
+    rec = write_rec(tree_records(faces), tmp_path / "rec")
+    with pytest.raises(DataError, match=f"--valid_directory: {rec} is a RecordIO set, whose classes are "
+                                        "numbers; use --valid_split_ratio instead"):
+        open_training_data(config(rec, valid_directory=str(faces)))
+
+
 @pytest.mark.parametrize("row", ["no_idx", "bad_idx_line"])
 def test_rec_folder_errors(tmp_path, row):
     faces = make_face_tree(tmp_path / "faces", n_ids=2, n_imgs=2)
