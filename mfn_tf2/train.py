@@ -31,6 +31,7 @@ import shutil
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
+from mfn_tf2.binsets import read_bin
 from mfn_tf2.callbacks import Checkpointer, LearningRateLogger, NanGuard, TimeBudget, Verifier
 from mfn_tf2.checkpoints import CheckpointError, claim_directory, latest, load_backbone, training_checkpoint
 from mfn_tf2.data import DataError, open_training_data
@@ -38,7 +39,6 @@ from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
 from mfn_tf2.fileio import OutputError, OutputLock, atomic_directory
 from mfn_tf2.model import build_backbone
 from mfn_tf2.recognizer import Recognizer, make_optimizer, set_precision
-from mfn_tf2.binsets import read_bin
 from mfn_tf2.verification import has_pairs, load_pairs, log_columns, verifier_for
 
 CONFIGS = {"model": C.ModelConfig, "data": C.DataConfig, "eval": C.EvalConfig, "train": C.TrainConfig}
@@ -52,7 +52,8 @@ def build_parser(recipe: str = "seed", preset: str | None = None) -> argparse.Ar
     p = argparse.ArgumentParser(prog="python -m mfn_tf2.train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 2)[2])
-    p.add_argument("train_directory", help="identity folders (or a shard folder from `mfn_tf2.data pack`)")
+    p.add_argument("train_directory", help="identity folders (or a shard folder from `mfn_tf2.data pack`, "
+                   "or an insightface folder with train.rec)")
     p.add_argument("data_directory", help="root the verification pairs resolve under ('none' with "
                    "pairs 'none': only --verification_sets)")
     p.add_argument("pairs_filename", help="verification pairs (LFW pairs.txt or 'path1 path2 label'); "

@@ -84,6 +84,10 @@ def test_train_checks_bins_logs_them_and_picks_best_by_one(heldout, tmp_path):
     assert 0.0 <= float(rows[1]["agedb_30_accuracy_flip"]) <= 1.0
     assert 0.0 <= float(rows[1]["verify_accuracy"]) <= 1.0
     assert (save / "best" / "verification.txt").read_text().startswith("epoch 2: agedb_30 accuracy-flip")
+    from mfn_tf2.backend import tf
+    tags = {v.tag for events in (save / "logs").rglob("events.out.tfevents*")
+            for e in tf.compat.v1.train.summary_iterator(str(events)) for v in e.summary.value}
+    assert {"epoch_agedb_30_accuracy", "epoch_agedb_30_accuracy_flip"} <= tags
     # only .bin sets: data_directory and pairs 'none'
     only = run_cli("train", faces, "none", "none", *TINY_MODEL_FLAGS, "--batch_size", "8", "--epochs", "1",
                    "--save_model_directory", tmp_path / "only", "--verification_sets", small)
