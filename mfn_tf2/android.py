@@ -16,12 +16,14 @@ import os
 import cv2
 import numpy as np
 
+from mfn_tf2.align import align_face, template_for, template_points, warp_matrix
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import write_bytes, write_json, write_text
 from mfn_tf2.images import read_rgb
 
 MODELS = ("model_int8.tflite", "model_fp16.tflite")
 NUM_SAMPLE_PAIRS = 3
+ALIGN_CASES, ALIGN_CANVAS = 2, 192
 
 
 def sample_images(pairs, count: int = NUM_SAMPLE_PAIRS) -> list[tuple[str, str, int]]:
@@ -80,9 +82,54 @@ def write_assets(export_dir: str, assets_dir: str, pairs, log=print) -> dict:
                                 "cosine": {m: round(float(embeddings[m][index[fa]] @ embeddings[m][index[fb]]), 5)
                                            for m in models}})
     write_json(os.path.join(assets_dir, "golden.json"), golden)
+    write_alignment(assets_dir, list(samples)[:ALIGN_CASES], models, (h, w))
     write_text(os.path.join(assets_dir, "README.md"), readme(meta, models))
     log(f"android assets: {', '.join(models)} + {len(samples)} sample faces -> {assets_dir}")
     return golden
+
+
+def _photo(face: np.ndarray, seed: int, template: str):
+    """A 'photo' of an aligned face: turned, scaled and shifted by a seeded similarity onto a
+    canvas; returns (photo uint8, its 5 landmarks) (the template's points, moved the same way)."""
+    rng = np.random.default_rng(seed)
+    angle, scale = rng.uniform(-0.4, 0.4), rng.uniform(1.2, 1.8)
+    turn = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    shift = ALIGN_CANVAS / 2 - turn @ (np.array(face.shape[1::-1]) / 2)
+    moved = np.hstack([turn, shift[:, None]])
+    photo = cv2.warpAffine(face, moved, (ALIGN_CANVAS, ALIGN_CANVAS), flags=cv2.INTER_LINEAR)
+    return photo, template_points(template, face.shape[:2])[0] @ turn.T + shift
+
+
+def write_alignment(assets_dir: str, sources: list[str], models: list[str], size) -> dict:
+    """``alignment.json``: the template at the model's size and golden cases
+    photo -> landmarks -> matrix -> aligned face -> embedding, so an app can check its own warp.
+
+    Args:
+        assets_dir: the assets folder holding ``models``.
+        sources: face image files (aligned crops); each becomes one seeded 'photo'.
+        models: model file names in ``assets_dir``.
+        size: the models' input (height, width).
+    """
+    template = template_for(size)
+    points, _ = template_points(template, size)
+    cases = []
+    for k, source in enumerate(sources):
+        photo, landmarks = _photo(read_rgb(source), k, template)
+        matrix = warp_matrix(landmarks, template, size)
+        aligned = align_face(photo, landmarks, template, size)
+        files = {"photo": f"samples/photo_{k}.png", "aligned": f"samples/aligned_{k}.png"}
+        for key, pixels in (("photo", photo), ("aligned", aligned)):
+            write_bytes(os.path.join(assets_dir, files[key]), cv2.imencode(".png", pixels[..., ::-1])[1].tobytes())
+        embeddings = {m: [round(float(v), 6) for v in FeatureExtractor(os.path.join(assets_dir, m), batch_size=1)
+                          .infer(aligned)[0]] for m in models}
+        cases.append({**files, "landmarks": np.round(landmarks, 6).tolist(),
+                      "matrix": np.round(matrix, 8).tolist(), "embeddings": embeddings})
+    record = {"template": template, "size": list(size), "points": np.round(points, 6).tolist(),
+              "warp": "M = least-squares similarity (Umeyama) taking the 5 landmarks onto points; "
+                      "aligned = warpAffine(photo, M, (width, height)), bilinear, black outside",
+              "cases": cases, "tolerance": {"matrix_abs": 1e-4, "pixel_abs": 2, "cosine_min": 0.99}}
+    write_json(os.path.join(assets_dir, "alignment.json"), record)
+    return record
 
 
 def readme(meta: dict, models: list[str]) -> str:
@@ -117,7 +164,20 @@ def readme(meta: dict, models: list[str]) -> str:
               "LiteRT computes for each with each model, and the cosine of a few same/different pairs. Feed "
               "each PNG as above: your embedding should have cosine >= "
               "`tolerance.cosine_min` with the golden one (XNNPACK and GPU delegates round slightly differently).",
-              ""]
+              "", "## Aligning a face (5 landmarks)", "",
+              "The model expects faces warped onto the ArcFace 5-point template (`alignment.json` -> `points`, "
+              "already scaled to the input size): left eye, right eye, nose tip, left and right mouth corner, "
+              "(x, y) in pixels, left/right as seen in the image. From a detector's 5 landmarks compute the "
+              "similarity M (rotation, uniform scale, translation) that maps them onto `points` in least squares "
+              "(Umeyama 1991: centre both point sets; SVD of their 2x2 covariance gives the rotation, the "
+              "singular values over the landmarks' variance the scale; no reflection), then warp the photo "
+              "with M into an input-sized bitmap, bilinear, black outside (Android: `Matrix.setValues` with M's "
+              "six numbers + `Canvas.drawBitmap` with a filtering `Paint`).", "",
+              "`alignment.json` -> `cases`: for each `samples/photo_*.png`, the `landmarks`, the `matrix` M "
+              "(your M should agree within `tolerance.matrix_abs`), the `aligned` face the kit made "
+              "(`samples/aligned_*.png`, within `tolerance.pixel_abs` levels) and its `embeddings` "
+              "(cosine >= `tolerance.cosine_min`). From Python: "
+              "`FeatureExtractor(model).infer(photo, landmarks=landmarks)`.", ""]
     return "\n".join(lines)
 
 

@@ -118,17 +118,24 @@ class Verifier(keras.callbacks.Callback):
         last_epoch: the final epoch index.
         best_dir: where the best backbone is saved as a SavedModel (None: not saved).
         log: callable(str) for the one-line result.
+        best_by: "pairs", or the name of a .bin set of the report whose
+            accuracy-flip picks the best backbone (also the first set's when
+            there are no pairs).
+        columns: epoch-log keys the check fills; epochs without a check log
+            them as NaN so history.csv keeps its columns from the first epoch.
     """
 
-    def __init__(self, verify, clone, every_epochs: int, last_epoch: int, best_dir: str | None, log=print):
+    def __init__(self, verify, clone, every_epochs: int, last_epoch: int, best_dir: str | None, log=print,
+                 best_by: str = "pairs", columns=()):
         super().__init__()
         self.verify, self.clone, self.every, self.last_epoch = verify, clone, every_epochs, last_epoch
-        self.best_dir, self.log = best_dir, log
+        self.best_dir, self.log, self.best_by, self.columns = best_dir, log, best_by, list(columns)
         self.best = -1.0
         self.last_report = None
 
     def on_epoch_end(self, epoch, logs=None):
         if not ((epoch + 1) % self.every == 0 or epoch + 1 == self.last_epoch or self.model.stop_training):
+            logs.update({key: float("nan") for key in self.columns if key not in logs})
             return
         if not _finite(logs):
             return
@@ -137,15 +144,23 @@ class Verifier(keras.callbacks.Callback):
             return
         report = self.verify(self.clone)
         self.last_report = report
-        far, tar = next(iter(report["tar_at_far"].items()))
-        logs["verify_accuracy"], logs["verify_tar"] = report["accuracy"], tar
-        self.log(f"epoch {epoch + 1}: verification accuracy {100 * report['accuracy']:.2f} % "
-                 f"+- {100 * report['accuracy_std']:.2f}, TAR {100 * tar:.2f} % at FAR {far} "
-                 f"({report['n_pairs']} pairs)")
-        if report["accuracy"] > self.best:
-            self.best = report["accuracy"]
+        if "accuracy" in report:
+            far, tar = next(iter(report["tar_at_far"].items()))
+            logs["verify_accuracy"], logs["verify_tar"] = report["accuracy"], tar
+            self.log(f"epoch {epoch + 1}: verification accuracy {100 * report['accuracy']:.2f} % "
+                     f"+- {100 * report['accuracy_std']:.2f}, TAR {100 * tar:.2f} % at FAR {far} "
+                     f"({report['n_pairs']} pairs)")
+        for name, r in report.get("sets", {}).items():
+            logs[f"{name}_accuracy"], logs[f"{name}_accuracy_flip"] = r["accuracy"], r["accuracy_flip"]
+            self.log(f"epoch {epoch + 1}: {name} accuracy {100 * r['accuracy']:.2f} %, accuracy-flip "
+                     f"{100 * r['accuracy_flip']:.2f} % ({r['n_pairs']} pairs)")
+        # Without pairs, "pairs" falls back to the first set.
+        by = self.best_by if self.best_by != "pairs" or "accuracy" in report else next(iter(report["sets"]))
+        score = report["accuracy"] if by == "pairs" else report["sets"][by]["accuracy_flip"]
+        if score > self.best:
+            self.best = score
             if self.best_dir:
                 with atomic_directory(self.best_dir) as tmp:
                     self.clone.save(tmp, include_optimizer=False)
                     with open(os.path.join(tmp, "verification.txt"), "w") as f:
-                        f.write(f"epoch {epoch + 1}: accuracy {report['accuracy']:.4f}\n")
+                        f.write(f"epoch {epoch + 1}: {by} accuracy{'' if by == 'pairs' else '-flip'} {score:.4f}\n")

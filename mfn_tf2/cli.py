@@ -72,6 +72,11 @@ def field_help(cls) -> dict[str, str]:
     return helps
 
 
+def field_parser(cls, name: str):
+    """The argparse ``type`` of a config field (for a second flag name of it)."""
+    return _PARSERS[str(next(f for f in dataclasses.fields(cls) if f.name == name).type)]
+
+
 def add_config_flags(parser, cls, *, skip=(), positional=(), defaults=None):
     """Adds one flag per field of ``cls`` (positional for names in ``positional``).
 

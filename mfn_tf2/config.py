@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 # Pixel normalisation used by every model of the kit: (x - 127.5) / 128.
@@ -195,6 +196,10 @@ class EvalConfig:
         bgr: feed channels in BGR order (default: metadata, else RGB).
         batch_size: images per model call.
         seed: seed for generated pairs.
+        verification_sets: insightface .bin sets (lfw.bin,cfp_fp.bin,agedb_30.bin)
+            scored too, with and without flip, on 10 contiguous folds.
+        best_by: what picks the best checkpoint: "pairs" (the pairs' accuracy; with
+            no pairs the first set's) or a verification set's name (agedb_30: its accuracy-flip).
     """
     pairs_filename: str | None = None
     data_directory: str = ""
@@ -211,9 +216,18 @@ class EvalConfig:
     bgr: bool | None = None
     batch_size: int = 64
     seed: int = 0
+    verification_sets: tuple[str, ...] = ()
+    best_by: str = "pairs"
 
     def __post_init__(self):
         _check(self, _EVAL_RULES)
+        names = ("pairs",) + tuple(set_name(p) for p in self.verification_sets)
+        _check(self, {"best_by": _one_of(*names)})
+
+
+def set_name(path: str) -> str:
+    """The name a .bin verification set goes by: its file stem (``data/agedb_30.bin`` -> ``agedb_30``)."""
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 _EVAL_RULES = {
@@ -228,6 +242,8 @@ _EVAL_RULES = {
     "std": _optional(_POSITIVE),
     "batch_size": _POSITIVE_INT,
     "seed": _NON_NEGATIVE,
+    "verification_sets": (lambda v: all(p.endswith(".bin") for p in v),
+                          "give insightface .bin files, e.g. lfw.bin,cfp_fp.bin,agedb_30.bin"),
 }
 
 
@@ -421,4 +437,5 @@ def from_dict(cls, values: dict):
 
 __all__ = ["ModelConfig", "DataConfig", "EvalConfig", "TrainConfig", "ExportConfig",
            "MODEL_PRESETS", "PRELU_SLOPES", "FORMATS", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
+           "set_name",
            "from_dict"]

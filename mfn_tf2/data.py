@@ -17,8 +17,9 @@ augmentation) comes from ``cfg.seed`` and changes every epoch, the same way on
 every run. A file that still fails to decode (the probe makes this rare) is
 dropped by tf.data's ``ignore_errors`` instead of stopping training.
 
-A directory holding ``manifest.json`` is read as shards (see ``shards.py``);
-it has no validation split unless ``valid_directory`` is given. The packer is
+A directory holding ``manifest.json`` is read as shards (see ``shards.py``),
+one holding ``train.rec`` as an insightface RecordIO set (``recordio.py``);
+shards have no validation split unless ``valid_directory`` is given. The packer is
 a CLI of this module:
 
     python -m mfn_tf2.data pack faces/ packed/ --shards 64
@@ -44,7 +45,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mfn_tf2 import cli, shards
+from mfn_tf2 import cli, recordio, shards
 from mfn_tf2.backend import tf
 from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD, DataConfig
 from mfn_tf2.images import IMAGE_EXTENSIONS, read_rgb
@@ -324,6 +325,25 @@ def _folder_source(examples: list, cfg: DataConfig, shuffle: bool) -> Callable:
     return make
 
 
+def _record_source(records: recordio.RecordSet, examples: list, cfg: DataConfig,
+                   shuffle: bool) -> Callable:
+    """input_context -> decoded dataset of RecordIO ``examples`` [(offset, _, label)]."""
+    offsets, _, labels = (list(column) for column in zip(*examples))
+
+    def read(offset):
+        return np.array(records.image_bytes(offset), dtype=object)
+
+    def decode(offset, label):
+        data = tf.numpy_function(read, [offset], tf.string, stateful=False)
+        return _decode_bytes(tf.ensure_shape(data, []), label, cfg.image_size)
+
+    def make(input_context=None):
+        ds = tf.data.Dataset.from_tensor_slices((np.array(offsets, np.int64),
+                                                 np.array(labels, np.int32)))
+        return _decoded(ds.shard(*_pipeline_id(input_context)), decode, cfg, shuffle, len(offsets))
+    return make
+
+
 def _warn_skipped(skipped: list) -> None:
     if skipped:
         shown = "; ".join(f"{p} ({why})" for p, why in skipped[:_WARN_PATHS])
@@ -386,6 +406,20 @@ def _open_shards(cfg: DataConfig) -> TrainingData:
                         _folder_source(valid, cfg, False) if valid else None)
 
 
+def _open_recordio(cfg: DataConfig) -> TrainingData:
+    """An insightface train.rec folder: identities from the record headers (see recordio.py)."""
+    if cfg.valid_directory:
+        raise DataError(f"--valid_directory: {cfg.train_directory} is a RecordIO set, whose "
+                        "classes are numbers; use --valid_split_ratio instead")
+    records = recordio.scan_recordio(cfg.train_directory)
+    identities = records.identities()
+    names = select_identities(identities, cfg)
+    train, valid = _split([identities[n] for n in names], cfg.valid_split_ratio, cfg.seed)
+    return TrainingData(len(names), names, len(train), len(valid), records.skipped, cfg,
+                        _record_source(records, train, cfg, cfg.shuffle),
+                        _record_source(records, valid, cfg, False) if valid else None)
+
+
 def _open_generator(cfg: DataConfig) -> TrainingData:
     """``data_generator="module:function"`` (see ``open_training_data``)."""
     module_name, _, function_name = cfg.data_generator.partition(":")
@@ -413,7 +447,8 @@ def _open_generator(cfg: DataConfig) -> TrainingData:
 
 
 # How each kind of input is opened.
-_OPENERS = {"generator": _open_generator, "shards": _open_shards, "folder": _open_folder}
+_OPENERS = {"generator": _open_generator, "shards": _open_shards, "recordio": _open_recordio,
+            "folder": _open_folder}
 
 
 def open_training_data(cfg: DataConfig) -> TrainingData:
@@ -421,7 +456,8 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
 
     Args:
         cfg: the data config; ``data_generator`` wins over ``train_directory``,
-            which is read as shards when it holds manifest.json, else as
+            which is read as shards when it holds manifest.json, as an
+            insightface RecordIO set when it holds train.rec, else as
             identity folders.
 
     Returns:
@@ -450,19 +486,26 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
         (134, 2906, 323)
     """
     kind = ("generator" if cfg.data_generator else
-            "shards" if shards.is_shard_directory(cfg.train_directory) else "folder")
+            "shards" if shards.is_shard_directory(cfg.train_directory) else
+            "recordio" if recordio.is_recordio_directory(cfg.train_directory) else "folder")
     data = _OPENERS[kind](cfg)
     _warn_skipped(data.skipped)
     return data
 
 
 def pack(cfg: DataConfig, out_dir: str, num_shards: int) -> dict:
-    """Scans ``cfg.train_directory`` (with its filters) and writes shards to ``out_dir``."""
-    identities, skipped = scan_folder(cfg.train_directory)
+    """Scans ``cfg.train_directory`` (identity folders or a RecordIO set, with its filters)
+    and writes shards to ``out_dir``."""
+    if recordio.is_recordio_directory(cfg.train_directory):
+        records = recordio.scan_recordio(cfg.train_directory)
+        identities, skipped = records.identities(), records.skipped
+        read = {"read": lambda offset, _: records.image_bytes(offset)}
+    else:
+        (identities, skipped), read = scan_folder(cfg.train_directory), {}
     names = select_identities(identities, cfg)
     _warn_skipped(skipped)
     return shards.write_shards(_labelled(identities, names), names, out_dir, num_shards,
-                               skipped=skipped, seed=cfg.seed)
+                               skipped=skipped, seed=cfg.seed, **read)
 
 
 def main(argv=None) -> None:
@@ -470,7 +513,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mfn_tf2.data",
                                      description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    packer = commands.add_parser("pack", help="write a face folder as TFRecord shards")
+    packer = commands.add_parser("pack", help="write a face folder (or an insightface train.rec "
+                                 "folder) as TFRecord shards")
     cli.add_config_flags(packer, DataConfig, positional=("train_directory",), skip=tuple(
         f.name for f in dataclasses.fields(DataConfig)
         if f.name not in ("train_directory", "min_images", "max_identities", "seed")))

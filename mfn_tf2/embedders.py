@@ -203,13 +203,29 @@ class FeatureExtractor:
         emb = np.concatenate(out).astype(np.float64)  # float64: a badly trained model's huge outputs
         return (emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
-    def infer(self, images) -> np.ndarray:
+    def infer(self, images, landmarks=None) -> np.ndarray:
         """Embeds one RGB image (H, W, 3) or a batch (N, H, W, 3); uint8 or float 0-255.
+
+        Args:
+            images: already aligned face crops, or photos when ``landmarks`` is given.
+            landmarks: (5, 2) or (N, 5, 2) detector points (x, y) per image (eyes,
+                nose, mouth corners): each image is first warped onto the ArcFace
+                template at the model's input size (``mfn_tf2.align``).
 
         Returns:
             (N, D) float32 L2-normalised embeddings.
         """
-        return self._embed(check_images(images))
+        images = check_images(images)
+        if landmarks is not None:
+            from mfn_tf2.align import align_face, template_for
+            points = np.asarray(landmarks, np.float64)
+            if points.shape[-2:] != (5, 2) or points.reshape(-1, 5, 2).shape[0] != len(images):
+                raise EmbedderError(f"landmarks have shape {points.shape}: expected (5, 2) points (x, y) "
+                                    f"per image, for {len(images)} image(s)")
+            points = points.reshape(-1, 5, 2)
+            images = np.stack([align_face(im, p, template_for(self.input_size), self.input_size)
+                               for im, p in zip(images, points)])
+        return self._embed(images)
 
     def embed_paths(self, paths, progress: bool = False) -> np.ndarray:
         """Embeds image files (read as RGB), ``batch_size`` at a time.

@@ -9,6 +9,9 @@
     python -m mfn_tf2.evaluate other.tflite --pairs_filename lfw/pairs.txt --data_directory lfw \\
         --bgr true --mean 127.5 --std 127.5 --flip true
 
+    # insightface's .bin sets: one table per model, accuracy with and without flip
+    python -m mfn_tf2.evaluate weights/ export/demo/model_int8.tflite --bin lfw.bin,cfp_fp.bin,agedb_30.bin
+
     # pairs generated from a folder of identities, saved for later
     python -m mfn_tf2.evaluate weights/ --data_directory faces/ --sample_type 0 --repeat_times 10 \\
         --save_pairs pairs_generated.txt
@@ -24,13 +27,14 @@ import csv
 import io
 
 from mfn_tf2 import cli
+from mfn_tf2.binsets import bin_tables, read_bin, verify_bins
 from mfn_tf2.config import EvalConfig
 from mfn_tf2.embedders import EmbedderError, FeatureExtractor
 from mfn_tf2.fileio import write_json, write_text
 from mfn_tf2.images import ImageError
 from mfn_tf2.metrics import MetricsError
 from mfn_tf2.pairs import PairsError, save_pairs
-from mfn_tf2.verification import load_pairs, markdown_table, verify_models
+from mfn_tf2.verification import has_pairs, load_pairs, markdown_table, verify_models
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=__doc__.split("\n", 2)[2])
     p.add_argument("models", nargs="+", metavar="MODEL", help="training directory, SavedModel or .tflite")
     cli.add_config_flags(p, EvalConfig)
+    p.add_argument("--bin", dest="verification_sets", type=cli.field_parser(EvalConfig, "verification_sets"),
+                   default=argparse.SUPPRESS, metavar="A.bin,B.bin", help="same as --verification_sets")
     p.add_argument("--num_threads", type=int, default=2, help="LiteRT threads (default: 2)")
     p.add_argument("--save_pairs", metavar="FILE", help="write the pairs used, plain format")
     p.add_argument("--json", metavar="FILE", help="all figures, per model")
@@ -63,31 +69,45 @@ def main(argv=None) -> None:
     parser = build_parser()
     ns = parser.parse_args(argv)
     cfg = cli.build_configs(parser, ns, {"eval": EvalConfig})["eval"]
+    if not (has_pairs(cfg) or cfg.verification_sets):
+        parser.error("give --pairs_filename/--data_directory, or --bin (insightface .bin sets)")
+    report = {"config": {"far_target": list(cfg.far_target), "flip": cfg.flip}}
     try:
-        pairs = load_pairs(cfg)  # every bad line or missing image is reported before any model runs
+        # every bad line, missing image or unreadable .bin is reported before any model runs
+        pairs = load_pairs(cfg) if has_pairs(cfg) else None
+        bin_sets = [read_bin(p) for p in cfg.verification_sets]
         extractors = [FeatureExtractor(m, mean=cfg.mean, std=cfg.std, bgr=cfg.bgr, crop=cfg.crop,
                                        flip=cfg.flip, batch_size=cfg.batch_size, num_threads=ns.num_threads)
                       for m in ns.models]
-        if ns.save_pairs:
-            save_pairs(pairs, ns.save_pairs, cfg.data_directory)
-        result = verify_models(extractors, pairs, cfg.far_target, progress=True)
+        if pairs:
+            result = _pairs_report(ns, cfg, pairs, extractors)
+            report |= {"pairs": result["pairs"], "models": [{k: v for k, v in m.items() if k != "scores"}
+                                                            for m in result["models"]]}
+        if bin_sets:
+            print(f"insightface verification sets, 10 contiguous folds: {', '.join(s.name for s in bin_sets)}")
+            report["verification_sets"] = verify_bins(extractors, bin_sets, cfg.far_target)
+            print("\n\n".join(bin_tables(report["verification_sets"])))
     except (PairsError, EmbedderError, ImageError, MetricsError) as err:
         cli.fail(str(err))
+    if ns.json:
+        write_json(ns.json, report)
+
+
+def _pairs_report(ns, cfg, pairs, extractors) -> dict:
+    """Prints the pairs table, writes --save_pairs/--save_scores/--plot; returns verify_models' result."""
+    if ns.save_pairs:
+        save_pairs(pairs, ns.save_pairs, cfg.data_directory)
+    result = verify_models(extractors, pairs, cfg.far_target, progress=True)
     skipped = f", {pairs.skipped} skipped (missing images)" if pairs.skipped else ""
     print(f"{len(pairs.labels)} pairs from {pairs.source}{skipped}"
           + ("; embeddings with flipped images added (Accuracy-Flip)" if cfg.flip else ""))
     print(markdown_table(result))
-    if ns.json:
-        write_json(ns.json, {"pairs": result["pairs"], "config": {"far_target": list(cfg.far_target),
-                                                                   "flip": cfg.flip},
-                             "models": [{k: v for k, v in m.items() if k != "scores"}
-                                        for m in result["models"]]})
     if ns.save_scores:
         write_text(ns.save_scores, scores_csv(pairs, result))
     if ns.plot:
         from mfn_tf2.plots import plot_verification
         plot_verification({m["name"]: (m["scores"], pairs.labels) for m in result["models"]}, ns.plot)
-
+    return result
 
 if __name__ == "__main__":
     main()

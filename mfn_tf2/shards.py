@@ -97,7 +97,7 @@ def _is_complete(path: str, plan: str) -> dict | None:
     return info if done else None
 
 
-def _write_shard(out_dir: str, name: str, examples: list) -> dict:
+def _write_shard(out_dir: str, name: str, examples: list, read=_encoded) -> dict:
     """Writes one shard (temp name, then rename) and its sidecar; returns the sidecar."""
     path = os.path.join(out_dir, name)
     plan = _plan(examples)
@@ -109,7 +109,7 @@ def _write_shard(out_dir: str, name: str, examples: list) -> dict:
     with tf.io.TFRecordWriter(tmp) as writer:
         for image_path, reencode, label in examples:
             try:
-                writer.write(_example(_encoded(image_path, reencode), label))
+                writer.write(_example(read(image_path, reencode), label))
                 count += 1
             except (OSError, ImageError) as err:
                 skipped.append([image_path, str(err)])
@@ -121,7 +121,7 @@ def _write_shard(out_dir: str, name: str, examples: list) -> dict:
 
 
 def write_shards(examples, class_names, out_dir: str, num_shards: int, *,
-                 skipped=(), seed: int = 0, workers: int = 0) -> dict:
+                 skipped=(), seed: int = 0, workers: int = 0, read=_encoded) -> dict:
     """Packs labelled images into ``num_shards`` TFRecord files (resumable).
 
     Args:
@@ -133,6 +133,8 @@ def write_shards(examples, class_names, out_dir: str, num_shards: int, *,
         skipped: (path, reason) pairs already left out, recorded in the manifest.
         seed: seeds the spreading of examples over the shards.
         workers: shards written at once (0: the thread pool's default).
+        read: (path, reencode) -> the bytes stored; the default reads the file
+            (a RecordIO set passes record offsets and its own reader).
 
     Returns:
         The manifest dict; ``manifest["rewritten"]`` lists the shard files
@@ -149,7 +151,7 @@ def write_shards(examples, class_names, out_dir: str, num_shards: int, *,
     plans = [[list(examples[i]) for i in order[k::num_shards]] for k in range(num_shards)]
     names = [shard_name(k, num_shards) for k in range(num_shards)]
     with OutputLock(out_dir), concurrent.futures.ThreadPoolExecutor(workers or None) as pool:
-        infos = list(pool.map(lambda k: _write_shard(out_dir, names[k], plans[k]),
+        infos = list(pool.map(lambda k: _write_shard(out_dir, names[k], plans[k], read),
                               range(num_shards)))
     write_json(os.path.join(out_dir, LABELS), list(class_names))
     manifest = {

@@ -14,7 +14,12 @@
 
 Started again with the same ``--save_model_directory`` it resumes from the
 newest checkpoint. ``pairs_filename`` may be "none" to verify on pairs
-generated from ``data_directory`` (``--sample_type``).
+generated from ``data_directory`` (``--sample_type``); both "none" to check
+only insightface .bin sets:
+
+    # MS1M-ArcFace (insightface's faces_emore folder), checked on its three .bin sets
+    python -m mfn_tf2.train faces_emore/ none none --preset mbf --verification_sets \\
+        faces_emore/lfw.bin,faces_emore/cfp_fp.bin,faces_emore/agedb_30.bin --best_by agedb_30
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import shutil
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
+from mfn_tf2.binsets import read_bin
 from mfn_tf2.callbacks import Checkpointer, LearningRateLogger, NanGuard, TimeBudget, Verifier
 from mfn_tf2.checkpoints import CheckpointError, claim_directory, latest, load_backbone, training_checkpoint
 from mfn_tf2.data import DataError, open_training_data
@@ -33,7 +39,7 @@ from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
 from mfn_tf2.fileio import OutputError, OutputLock, atomic_directory
 from mfn_tf2.model import build_backbone
 from mfn_tf2.recognizer import Recognizer, make_optimizer, set_precision
-from mfn_tf2.verification import load_pairs, verifier_for
+from mfn_tf2.verification import has_pairs, load_pairs, log_columns, verifier_for
 
 CONFIGS = {"model": C.ModelConfig, "data": C.DataConfig, "eval": C.EvalConfig, "train": C.TrainConfig}
 
@@ -46,8 +52,10 @@ def build_parser(recipe: str = "seed", preset: str | None = None) -> argparse.Ar
     p = argparse.ArgumentParser(prog="python -m mfn_tf2.train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 2)[2])
-    p.add_argument("train_directory", help="identity folders (or a shard folder from `mfn_tf2.data pack`)")
-    p.add_argument("data_directory", help="root the verification pairs resolve under")
+    p.add_argument("train_directory", help="identity folders (or a shard folder from `mfn_tf2.data pack`, "
+                   "or an insightface folder with train.rec)")
+    p.add_argument("data_directory", help="root the verification pairs resolve under ('none' with "
+                   "pairs 'none': only --verification_sets)")
     p.add_argument("pairs_filename", help="verification pairs (LFW pairs.txt or 'path1 path2 label'); "
                    "'none' generates pairs from data_directory")
     p.add_argument("--recipe", choices=sorted(C.RECIPES), default="seed",
@@ -76,8 +84,11 @@ def parse(argv=None) -> dict:
     parser = build_parser(known.recipe, known.preset)
     ns = parser.parse_args(argv)
     pairs = None if ns.pairs_filename.lower() == "none" else ns.pairs_filename
+    data_directory = "" if ns.data_directory.lower() == "none" else ns.data_directory
+    if not (data_directory or ns.verification_sets):
+        parser.error("data_directory none: give pairs to check, or --verification_sets")
     return cli.build_configs(parser, ns, CONFIGS, data={"train_directory": ns.train_directory},
-                             eval={"data_directory": ns.data_directory, "pairs_filename": pairs})
+                             eval={"data_directory": data_directory, "pairs_filename": pairs})
 
 
 def run(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, eval_cfg: C.EvalConfig,
@@ -103,7 +114,8 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     keras.utils.set_random_seed(train_cfg.seed)
     save_dir = train_cfg.save_model_directory
     data = open_training_data(C.replace(data_cfg, image_size=model_cfg.image_size))
-    verify = verifier_for(load_pairs(eval_cfg), eval_cfg) if chief else None
+    verify = (verifier_for(load_pairs(eval_cfg) if has_pairs(eval_cfg) else None, eval_cfg,
+                           [read_bin(p) for p in eval_cfg.verification_sets]) if chief else None)
     if chief:
         claim_directory(save_dir, model_cfg, data.class_names)
     log(f"{data.num_classes} identities, {data.num_train} training images"
@@ -129,7 +141,8 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     # Same callbacks in the same order on every worker: their collective reads must pair up.
     verifier = Verifier(verify, build_backbone(model_cfg), train_cfg.evaluate_epochs, train_cfg.epochs,
-                        os.path.join(save_dir, "best") if chief and not multi_worker else None, log)
+                        os.path.join(save_dir, "best") if chief and not multi_worker else None, log,
+                        eval_cfg.best_by, log_columns(eval_cfg))
     callbacks.append(verifier)
     if chief:
         log_dir = train_cfg.log_dir or os.path.join(save_dir, "logs")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from mfn_tf2 import metrics
-from mfn_tf2.config import EvalConfig
+from mfn_tf2.binsets import score_set
+from mfn_tf2.config import EvalConfig, set_name
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.pairs import PairSet, generate_pairs, read_pairs
 
@@ -58,11 +59,33 @@ def verify_models(extractors: list[FeatureExtractor], pairs: PairSet, far_target
                       "skipped": pairs.skipped}, "models": results}
 
 
-def verifier_for(pairs: PairSet, cfg: EvalConfig):
-    """A callable(backbone) -> report, for the training loop's periodic check."""
+def has_pairs(cfg: EvalConfig) -> bool:
+    """Whether ``cfg`` names pairs (a file, or a folder to generate them from)."""
+    return bool(cfg.pairs_filename or cfg.data_directory)
+
+
+def log_columns(cfg: EvalConfig) -> list[str]:
+    """The epoch-log keys the periodic check fills (history.csv columns, TensorBoard scalars)."""
+    return ((["verify_accuracy", "verify_tar"] if has_pairs(cfg) else [])
+            + [f"{set_name(p)}_{key}" for p in cfg.verification_sets
+               for key in ("accuracy", "accuracy_flip")])
+
+
+def verifier_for(pairs: PairSet | None, cfg: EvalConfig, bin_sets=()):
+    """A callable(backbone) -> report, for the training loop's periodic check.
+
+    The report is ``metrics.verification_report`` of the pairs (empty without
+    pairs) plus "sets": {name: {"accuracy", "accuracy_flip", "n_pairs"}} of
+    the .bin sets (fractions).
+    """
     def verify(backbone) -> dict:
         fe = FeatureExtractor(backbone, flip=cfg.flip, batch_size=cfg.batch_size)
-        return verify_models([fe], pairs, cfg.far_target)["models"][0]["report"]
+        report = verify_models([fe], pairs, cfg.far_target)["models"][0]["report"] if pairs else {}
+        scored = {s.name: score_set(fe, s, cfg.far_target) for s in bin_sets}
+        report["sets"] = {name: {"accuracy": r["accuracy"]["accuracy"],
+                                 "accuracy_flip": r["accuracy_flip"]["accuracy"],
+                                 "n_pairs": r["accuracy"]["n_pairs"]} for name, r in scored.items()}
+        return report
     return verify
 
 
