@@ -8,8 +8,10 @@
 Steps: train MobileFaceNet + ArcFace with the CPU recipe (``--recipe cpu_demo`` of
 ``mfn_tf2.train``), verify it on the held-out pairs (with and without flip),
 export SavedModel + TFLite fp32 / fp16 / dynamic / int8 PTQ / int8 QAT and verify
-every exported model on the same pairs, benchmark them on LiteRT, and write
-``demo_out/report.md``. A second run reuses the steps that are finished.
+every exported model on the same pairs, export int8 PTQ and QAT again with
+per-tensor weight scales (what some accelerators and NNAPI drivers take),
+benchmark them on LiteRT, and write ``demo_out/report.md``. A second run reuses
+the steps that are finished.
 """
 from __future__ import annotations
 
@@ -98,8 +100,17 @@ def main(argv=None) -> None:
             os.path.join(weights, "embedding_model", "saved_model.pb"))
         step("export + verify every format", exported and not ns.android_assets,
              lambda: _export(export, weights, exp_cfg, eval_cfg, data_cfg))
+        per_tensor = C.replace(exp_cfg, out=export_dir + "_per_tensor", formats=("fp32", "int8", "qat_int8"),
+                               per_tensor=True, android_assets=None,
+                               max_accuracy_drop=100.0, min_cosine=-1.0)  # compared in the report, not gated
+        per_tensor_json = os.path.join(per_tensor.out, "report.json")
+        step("export + verify int8 with per-tensor weight scales",
+             exported and os.path.exists(per_tensor_json) and not ns.android_assets,
+             lambda: _export(export, weights, per_tensor, eval_cfg, data_cfg))
         with open(report_json) as f:
             exp_report = json.load(f)
+        with open(per_tensor_json) as f:
+            exp_report["int8"] += json.load(f)["int8"]
         bench = step("benchmark (LiteRT, XNNPACK)", False, lambda: _benchmark(export_dir, exp_report))
         write_text(os.path.join(ns.out, "report.md"),
                    report_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export_dir))
@@ -131,10 +142,11 @@ def _benchmark(export_dir: str, exp_report: dict):
 
 def report_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export_dir) -> str:
     """demo_out/report.md: what was trained, how well every model verifies, how fast it runs."""
-    from mfn_tf2.benchmark import machine_info
+    from mfn_tf2.export import int8_markdown
+    from mfn_tf2.host import machine_info, machine_line
     machine = machine_info()
     lines = ["# mfn_tf2 demo report", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores; TensorFlow "
+             f"Machine: {machine_line(machine)}; TensorFlow "
              f"{machine['versions'].get('tensorflow')}, LiteRT {machine['versions'].get('ai-edge-litert')}. "
              f"Model: {model_cfg.arch}, {model_cfg.image_size}x{model_cfg.image_size} input, "
              f"{model_cfg.embedding_dim}-d embedding; recipe `{ns.recipe}`, {train_cfg.epochs} epochs.", "",
@@ -148,6 +160,12 @@ def report_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, expo
     with open(os.path.join(export_dir, "report.md")) as f:
         body = f.read().split("\n", 2)[2]
     lines += [body.replace("](", f"]({os.path.relpath(export_dir, ns.out)}/"), ""]
+    lines += ["## int8: post-training vs QAT, per-channel vs per-tensor weight scales", "",
+              "Post-training int8 takes its activation ranges from calibration faces; QAT fine-tunes the "
+              "graph that ships (batch norm folded, PReLU in its int8 form) and ships the ranges it learned. "
+              "Per-tensor weight scales (one per conv, `--per_tensor true`) are what some accelerators and "
+              "NNAPI/DSP drivers take; depthwise convs lose most there, and QAT wins it back.", "",
+              *int8_markdown(exp_report["int8"])[2:]]
     if bench:
         lines += ["## Benchmark (LiteRT interpreter, XNNPACK, batch 1)", "",
                   "| format | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | p90 2 threads (ms) | ops not on XNNPACK |",

@@ -254,7 +254,7 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     if "saved_model" in exp.formats:
         files["saved_model"] = os.path.join(exp.out, FILES["saved_model"])
         write_saved_model(backbone, files["saved_model"])
-    qat = finetune(backbone, model_path, run_info, data_cfg, exp, log) if "qat_int8" in exp.formats else None
+    qat = finetune(backbone, model_path, run_info, data_cfg, exp, calibration, log) if "qat_int8" in exp.formats else None
     files.update(convert_all(backbone, exp, calibration, qat, log))
     extractors, names = [FeatureExtractor(backbone, batch_size=eval_cfg.batch_size)], ["float (Keras)"]
     for fmt, path in files.items():

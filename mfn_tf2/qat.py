@@ -23,7 +23,7 @@ from mfn_tf2.shards import DataError
 
 
 def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg: C.DataConfig,
-             exp: C.ExportConfig, log=print) -> keras.Model:
+             exp: C.ExportConfig, calibration, log=print) -> keras.Model:
     """Quantization-aware fine-tuning of the export form, with the trained ArcFace head.
 
     The head comes from the training directory's checkpoint when the training
@@ -35,6 +35,7 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
         run: the training run's run.json (its model config), or None.
         data_cfg: the training faces (``train_directory``) and batch size.
         exp: ``qat_epochs``, ``qat_learning_rate``, ``per_tensor``.
+        calibration: float32 (N, S, S, 3) normalised faces the activation ranges start from.
         log: where progress lines go.
 
     Returns:
@@ -56,7 +57,7 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
     strategy = make_strategy()
     steps = max(1, data.num_train // data_cfg.batch_size)
     with strategy.scope():
-        qat = qat_model(backbone, per_tensor=exp.per_tensor)
+        qat = qat_model(backbone, per_tensor=exp.per_tensor, calibration=calibration)
         recognizer = Recognizer(qat, data.num_classes, model_cfg.loss_scale, model_cfg.loss_margin)
         train_cfg = C.TrainConfig(learning_rate=exp.qat_learning_rate, epochs=exp.qat_epochs,
                                   lr_schedule="cosine", weight_decay=0.0)

@@ -11,8 +11,9 @@ with the scheme the TFLite converter uses:
 * activations (every layer output, and the input): 8-bit asymmetric, one
   range per tensor, learned as a moving average of the batches' min/max.
 
-Fine-tuning it (``training.py`` / ``export`` with ``--qat_epochs``) adapts the
-weights to int8 rounding; ``tflite.convert(qat, "qat_int8")`` then writes the
+Its activation ranges start where their moving averages settle on real
+faces (``calibration``), then move with the weights while fine-tuning
+(``qat.finetune``, ``export --qat_epochs``) adapts them to int8 rounding; ``tflite.convert(qat, "qat_int8")`` then writes the
 ranges QAT learned into the int8 file, with no second calibration.
 ``activation_ranges`` reads those learned ranges back (tests compare them with
 the scales of the ``.tflite``).
@@ -88,8 +89,8 @@ def int8_grid(values: np.ndarray) -> np.ndarray:
     """``values`` rounded to the symmetric per-tensor int8 grid the converter stores constants on.
 
     Example:
-        >>> int8_grid(np.array([1.0, -0.3333]))
-        array([ 1.        , -0.33070866], dtype=float32)
+        >>> (int8_grid(np.array([1.0, -0.3333])) * 127).round(4).tolist()   # steps of 1/127
+        [127.0, -42.0]
     """
     values = np.asarray(values, np.float32)
     scale = float(np.abs(values).max()) / 127 or 1.0
@@ -105,12 +106,51 @@ def _annotate(layer):
     return _Q.quantize_annotate_layer(layer.__class__.from_config(config))
 
 
-def qat_model(backbone: keras.Model, per_tensor: bool = False) -> keras.Model:
+def _range_variables(layer):
+    """The (min, max) variables of a QAT layer's output quantizer, or None.
+
+    "output_*" (our configs, Add, ...), "post_activation_*" (convs), "<name>_*"
+    (the input quantizer).
+    """
+    found = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights if w.shape.rank == 0}
+    for kind in ("output", "post_activation", layer.name):
+        if f"{kind}_min" in found:
+            return found[f"{kind}_min"], found[f"{kind}_max"]
+    return None
+
+
+def _start_ranges(qat: keras.Model, fast: keras.Model, images: np.ndarray, batch: int = 16) -> None:
+    """Sets every activation range to where its moving average settles on ``images``.
+
+    tfmot starts every range at [-6, 6] and moves it by 0.1 % a step, so a
+    fine-tune of a few hundred steps would ship ranges that are mostly that
+    guess (clipping large activations, wasting levels on small ones). The
+    moving average of per-batch min/max settles at their mean: start there.
+    """
+    layers = {layer: (layer.layer.name if hasattr(layer, "layer") else None) for layer in qat.layers
+              if _range_variables(layer) is not None}
+    probe = keras.Model(fast.input, [fast.get_layer(name).output if name else fast.input
+                                     for name in layers.values()])
+    lows, highs = [], []
+    for start in range(0, len(images), batch):
+        outs = probe(images[start:start + batch], training=False)
+        lows.append([min(float(np.min(o)), 0.0) for o in outs])   # zero stays in range (TFLite)
+        highs.append([max(float(np.max(o)), 0.0) for o in outs])
+    for layer, low, high in zip(layers, np.mean(lows, axis=0), np.mean(highs, axis=0)):
+        low_var, high_var = _range_variables(layer)
+        low_var.assign(low)
+        high_var.assign(high)
+
+
+def qat_model(backbone: keras.Model, per_tensor: bool = False, calibration=None) -> keras.Model:
     """The backbone's export form, fake-quantized for quantization-aware training.
 
     Args:
         backbone: a functional float backbone (``model.build_backbone``).
         per_tensor: one weight scale per conv instead of one per output channel.
+        calibration: float32 (N, S, S, 3) normalised real faces; when given,
+            every activation range starts where its moving average settles on
+            them (else at tfmot's [-6, 6], which a short fine-tune barely moves).
 
     Returns:
         A trainable functional model with the backbone's input and output
@@ -127,7 +167,10 @@ def qat_model(backbone: keras.Model, per_tensor: bool = False) -> keras.Model:
         annotated = keras.models.clone_model(fast, clone_function=_annotate)
         annotated.set_weights(fast.get_weights())
         scheme = _Q.default_8bit.Default8BitQuantizeScheme(disable_per_axis=per_tensor)
-        return _Q.quantize_apply(annotated, scheme)
+        qat = _Q.quantize_apply(annotated, scheme)
+    if calibration is not None:
+        _start_ranges(qat, fast, np.asarray(calibration, np.float32))
+    return qat
 
 
 def activation_ranges(qat: keras.Model) -> dict[str, tuple[float, float]]:
@@ -141,16 +184,8 @@ def activation_ranges(qat: keras.Model) -> dict[str, tuple[float, float]]:
         >>> activation_ranges(qat)["quant_stem_conv"]      # doctest: +SKIP
         (-5.2, 6.1)
     """
-    ranges = {}
-    for layer in qat.layers:
-        found = {w.name.split("/")[-1].split(":")[0]: float(w.numpy()) for w in layer.weights
-                 if w.shape.rank == 0}
-        # Output ranges: "output_*" (our configs, Add, ...), "post_activation_*" (convs),
-        # "<name>_*" (the input quantizer).
-        for kind in ("output", "post_activation", layer.name):
-            if f"{kind}_min" in found:
-                ranges[layer.name] = (found[f"{kind}_min"], found[f"{kind}_max"])
-    return ranges
+    return {layer.name: tuple(float(v.numpy()) for v in _range_variables(layer)) for layer in qat.layers
+            if _range_variables(layer) is not None}
 
 
 __all__ = ["OutputQuantizeConfig", "CUSTOM_OBJECTS", "quantize_scope", "int8_grid", "qat_model",

@@ -9,7 +9,7 @@ from mfn_tf2.export_form import export_form
 from mfn_tf2.model import build_backbone
 from mfn_tf2.quantize import activation_ranges, qat_model, quantize_scope
 from mfn_tf2.tflite import convert, op_report
-from test_tflite import load_faces, mean_cosine, run_tflite, spread_slopes, warm_ranges
+from test_tflite import load_faces, mean_cosine, run_tflite, spread_slopes
 
 SIZE = 32
 
@@ -94,14 +94,16 @@ def tuned(request, backbone, shared_backbone, demo_data):
     """A QAT model fine-tuned a little (ranges learned), and its qat_int8 file."""
     float_model = backbone if request.param == "channel" else shared_backbone
     spread_slopes(float_model, (0.1, 0.25, 0.5, 1.6) if request.param == "channel" else (0.2,))
-    qat = qat_model(float_model)
     faces = load_faces(demo_data / "heldout", SIZE, 48)
+    qat = qat_model(float_model, calibration=faces[:32])
+    started = activation_ranges(qat)
     before = qat.get_layer("quant_embedding_conv").get_weights()[0].copy()
     qat.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
     target = np.random.default_rng(3).normal(0, 1, (32, 32)).astype(np.float32)
     history = qat.fit(faces[:32], target, batch_size=8, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert not np.allclose(qat.get_layer("quant_embedding_conv").get_weights()[0], before)
+    assert activation_ranges(qat) != started                         # the ranges trained too
     return float_model, qat, convert(qat, "qat_int8"), faces[32:]
 
 
@@ -138,6 +140,19 @@ def test_qat_int8_file_carries_the_ranges_qat_learned(tuned):
     assert input_scale == pytest.approx(expected(*ranges[qat.layers[1].name])[0], rel=1e-4)
 
 
+def test_qat_ranges_start_where_the_float_activations_are(backbone, demo_data):
+    faces = load_faces(demo_data / "heldout", SIZE, 32)
+    fresh = activation_ranges(qat_model(backbone))
+    assert fresh["quant_stem_conv"] == (-6.0, 6.0)                    # tfmot's guess
+    started = activation_ranges(qat_model(backbone, calibration=faces))
+    fast = export_form(backbone)
+    stem = fast.get_layer("stem_conv")
+    out = keras.Model(fast.input, stem.output)(faces).numpy()
+    low, high = started["quant_stem_conv"]
+    assert low == pytest.approx(min(out.min(), 0), rel=0.3) and high == pytest.approx(out.max(), rel=0.3)
+    assert started[next(iter(started))] == pytest.approx((faces.min(), faces.max()), rel=0.05)  # the input
+
+
 def test_qat_model_saves_and_reloads(tuned, tmp_path):
     _, qat, _, faces = tuned
     path = str(tmp_path / "qat.h5")
@@ -149,7 +164,7 @@ def test_qat_model_saves_and_reloads(tuned, tmp_path):
 
 def test_per_tensor_qat_and_ptq_write_one_weight_scale_per_conv(backbone, demo_data):
     faces = load_faces(demo_data / "heldout", SIZE, 48)
-    for data in (convert(warm_ranges(qat_model(backbone, per_tensor=True), faces), "qat_int8", per_tensor=True),
+    for data in (convert(qat_model(backbone, per_tensor=True, calibration=faces), "qat_int8", per_tensor=True),
                  convert(export_form(backbone), "int8", faces[:16], per_tensor=True)):
         interpreter = Interpreter(model_content=data)
         tensors = {t["index"]: t for t in interpreter.get_tensor_details()}

@@ -51,13 +51,6 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.sum(a * b, axis=1)))
 
 
-def warm_ranges(qat: keras.Model, faces: np.ndarray) -> keras.Model:
-    """Lets a fresh QAT model's moving-average quantizers see real faces (no weight changes)."""
-    for start in range(0, len(faces), 8):
-        qat(faces[start:start + 8], training=True)
-    return qat
-
-
 def spread_slopes(model: keras.Model, slopes=(-0.5, 0.0, 0.3, 1.0, 1.7, 3.0)) -> None:
     """Sets PReLU slopes channel by channel from ``slopes`` (negative, 0..1 and > 1)."""
     for layer in model.layers:
@@ -83,8 +76,8 @@ KIND_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "dynamic": 0.98, "int8": 0.98,
 def test_every_kind_converts_and_runs_in_litert(small, kind):
     backbone, calibration, faces = small
     # int8 converts the export form (as export.py does); qat_int8 the QAT model itself,
-    # whose ranges a few training-mode passes over real faces have set.
-    prepare = {"int8": export_form, "qat_int8": lambda m: warm_ranges(qat_model(m), calibration)}
+    # its ranges started on the calibration faces.
+    prepare = {"int8": export_form, "qat_int8": lambda m: qat_model(m, calibration=calibration)}
     source = prepare.get(kind, lambda m: m)(backbone)
     data = convert(source, kind, calibration)
     out = run_tflite(data, faces)
