@@ -30,7 +30,7 @@ from mfn_tf2.checkpoints import CheckpointError, load_backbone, read_run, restor
 from mfn_tf2.data import DataError
 from mfn_tf2.embedders import EmbedderError, FeatureExtractor
 from mfn_tf2.fileio import OutputError, OutputLock, atomic_directory, write_bytes, write_json
-from mfn_tf2.images import ImageError, read_rgb
+from mfn_tf2.images import ImageError, read_rgb, split_images, warn_skipped
 from mfn_tf2.pairs import PairsError
 from mfn_tf2.verification import load_pairs, verify_models
 
@@ -59,9 +59,8 @@ def load_float_model(path: str) -> tuple[keras.Model, dict | None]:
 
 def calibration_images(folder: str, size: int, count: int, seed: int = 0) -> np.ndarray:
     """``count`` real faces from ``folder`` (recursively), normalised, (N, size, size, 3) float32."""
-    from mfn_tf2.images import IMAGE_EXTENSIONS
-    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    paths, skipped = split_images(sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files))
+    warn_skipped(skipped)
     if not paths:
         raise ExportError(f"--representative_dir {folder}: no images found")
     chosen = np.random.default_rng(seed).choice(paths, size=min(count, len(paths)), replace=False)
