@@ -15,13 +15,16 @@
 
 Models: a training directory, a SavedModel folder or a .tflite file. Input
 size, dtype and quantization are read from each model; pre-processing from its
-metadata.json (our exports) unless given.
+metadata.json (our exports) unless given. A model with several outputs is
+scored on its (batch, D) output with the largest D (stderr and the table say
+which); ``--output NAME_OR_INDEX`` chooses another.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import sys
 
 from mfn_tf2 import cli
 from mfn_tf2.config import EvalConfig
@@ -41,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", metavar="MODEL", help="training directory, SavedModel or .tflite")
     cli.add_config_flags(p, EvalConfig)
     p.add_argument("--num_threads", type=int, default=2, help="LiteRT threads (default: 2)")
+    p.add_argument("--output", metavar="NAME_OR_INDEX",
+                   help="for models with several outputs, the embedding's name or index "
+                        "(default: the (batch, D) output with the largest D)")
     p.add_argument("--save_pairs", metavar="FILE", help="write the pairs used, plain format")
     p.add_argument("--json", metavar="FILE", help="all figures, per model")
     p.add_argument("--save_scores", metavar="FILE", help="CSV: path1, path2, label, one score column per model")
@@ -66,8 +72,12 @@ def main(argv=None) -> None:
     try:
         pairs = load_pairs(cfg)  # every bad line or missing image is reported before any model runs
         extractors = [FeatureExtractor(m, mean=cfg.mean, std=cfg.std, bgr=cfg.bgr, crop=cfg.crop,
-                                       flip=cfg.flip, batch_size=cfg.batch_size, num_threads=ns.num_threads)
+                                       flip=cfg.flip, batch_size=cfg.batch_size, num_threads=ns.num_threads,
+                                       output=ns.output)
                       for m in ns.models]
+        for fe in extractors:
+            if fe.note:
+                print(fe.note, file=sys.stderr)
         if ns.save_pairs:
             save_pairs(pairs, ns.save_pairs, cfg.data_directory)
         result = verify_models(extractors, pairs, cfg.far_target, progress=True)
@@ -76,7 +86,8 @@ def main(argv=None) -> None:
     skipped = f", {pairs.skipped} skipped (missing images)" if pairs.skipped else ""
     print(f"{len(pairs.labels)} pairs from {pairs.source}{skipped}"
           + ("; embeddings with flipped images added (Accuracy-Flip)" if cfg.flip else ""))
-    print(markdown_table(result))
+    print(markdown_table(result, [fe.name + (f" (output {fe.describe()['output']!r})" if fe.note else "")
+                                  for fe in extractors]))
     if ns.json:
         write_json(ns.json, {"pairs": result["pairs"], "config": {"far_target": list(cfg.far_target),
                                                                    "flip": cfg.flip},
