@@ -237,7 +237,9 @@ class TrainConfig:
     """The training loop.
 
     Args:
-        pretrained_model: checkpoint directory or SavedModel to start from.
+        pretrained_model: weights to start from: a training folder, its final.weights.h5, a
+            SavedModel folder or a Keras .h5/.keras backbone (the head too when the
+            identities are the same).
         save_model_directory: checkpoints, logs and the final models go here.
         checkpoint_epochs: save a checkpoint every this many epochs.
         checkpoint_steps: also save every this many steps (0: off).
