@@ -346,6 +346,9 @@ class ExportConfig:
 
     def __post_init__(self):
         _check(self, _EXPORT_RULES)
+        if self.android_assets and not {"int8", "fp16"} & set(self.formats):
+            raise ValueError(f"--android_assets {self.android_assets}: the app ships the int8 or fp16 "
+                             "model; add int8 or fp16 to --formats")
 
 
 _EXPORT_RULES = {

@@ -25,6 +25,7 @@ import numpy as np
 
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
+from mfn_tf2.android import AssetsError, write_assets
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.checkpoints import CheckpointError, load_backbone, read_run, restore_head
 from mfn_tf2.data import DataError
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_config_flags(p.add_argument_group("export"), C.ExportConfig)
     cli.add_config_flags(p.add_argument_group("verification pairs"), C.EvalConfig,
                          skip=("sample_type", "repeat_times", "num_person", "num_sample", "crop", "mean",
-                               "std", "bgr"))
+                               "std", "bgr", "flip"))  # no flip: the app and its threshold use one image
     cli.add_config_flags(p.add_argument_group("QAT fine-tuning data"), C.DataConfig,
                          skip=("valid_directory", "valid_split_ratio", "image_size"))
     return p
@@ -280,7 +281,6 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     write_text(os.path.join(exp.out, "report.md"),
                report_markdown(exp.out, model_path, result, names, files, parity, latency, threshold, failed))
     if exp.android_assets:
-        from mfn_tf2.android import write_assets
         write_assets(exp.out, exp.android_assets, pairs, log)
     return report
 
@@ -293,7 +293,8 @@ def main(argv=None) -> None:
     try:
         with OutputLock(cfg["export"].out):
             report = run(ns.model, cfg["export"], cfg["eval"], cfg["data"])
-    except (ExportError, CheckpointError, DataError, PairsError, ImageError, EmbedderError, OutputError) as err:
+    except (ExportError, CheckpointError, DataError, PairsError, ImageError, EmbedderError, OutputError,
+            AssetsError) as err:
         cli.fail(str(err))
     print(open(os.path.join(cfg["export"].out, "report.md")).read())
     if not report["ok"]:
