@@ -18,6 +18,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -75,8 +76,31 @@ def training_checkpoint(recognizer, optimizer, epoch: tf.Variable) -> tf.train.C
 
 
 def latest(directory: str) -> str | None:
-    """Path prefix of the newest complete checkpoint in ``directory``, or None."""
-    return tf.train.latest_checkpoint(directory)
+    """Path prefix of the newest complete checkpoint in ``directory``, or None when there is none.
+
+    Raises:
+        CheckpointError: the ``checkpoint`` index is there but damaged or names a
+            missing checkpoint (TensorFlow would ignore it and start over).
+    """
+    index = os.path.join(directory, "checkpoint")
+    try:
+        path = tf.train.latest_checkpoint(directory)
+    except (ValueError, tf.errors.OpError):  # undecodable bytes
+        path = None
+    if path is None and os.path.exists(index):
+        raise CheckpointError(f"{index}: damaged checkpoint index (it names no complete checkpoint); "
+                              "write model_checkpoint_path: \"ckpt-N\" into it for the newest complete ckpt-N")
+    return path
+
+
+@contextlib.contextmanager
+def _reading(path: str):
+    """TensorFlow's error on a damaged checkpoint file, as one CheckpointError line."""
+    try:
+        yield
+    except tf.errors.OpError as err:
+        raise CheckpointError(f"{path}: damaged checkpoint ({err.message.splitlines()[0]}); point the folder's "
+                              "checkpoint index at an older ckpt-N, or train again") from None
 
 
 def model_config(directory: str) -> C.ModelConfig:
@@ -108,11 +132,12 @@ def load_backbone(directory: str) -> keras.Model:
     path = latest(directory)
     if path is None:
         raise CheckpointError(f"{directory}: run.json but no checkpoint yet; train first")
-    if not _fits(path, "model/backbone/", backbone):
-        raise CheckpointError(f"{path}: checkpoint does not fit the saved architecture in {RUN_FILE} "
-                              "(another model was trained in this directory); use its own run.json")
-    # Only the backbone branch of the saved object graph is matched.
-    tf.train.Checkpoint(model=tf.train.Checkpoint(backbone=backbone)).read(path).expect_partial()
+    with _reading(path):
+        if not _fits(path, "model/backbone/", backbone):
+            raise CheckpointError(f"{path}: checkpoint does not fit the saved architecture in {RUN_FILE} "
+                                  "(another model was trained in this directory); use its own run.json")
+        # Only the backbone branch of the saved object graph is matched.
+        tf.train.Checkpoint(model=tf.train.Checkpoint(backbone=backbone)).read(path).expect_partial()
     return backbone
 
 
@@ -126,7 +151,8 @@ def restore_head(directory: str, head) -> bool:
     run, path = read_run(directory), latest(directory)
     if run is None or path is None or run["num_classes"] != head.num_classes:
         return False
-    tf.train.Checkpoint(model=tf.train.Checkpoint(head=head)).read(path).expect_partial()
+    with _reading(path):
+        tf.train.Checkpoint(model=tf.train.Checkpoint(head=head)).read(path).expect_partial()
     return True
 
 
