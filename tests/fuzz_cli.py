@@ -30,7 +30,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conftest import TINY_MODEL_FLAGS, make_face_tree, write_plain_pairs  # noqa: E402
+from conftest import make_face_tree, write_plain_pairs  # noqa: E402
 
 
 def corrupt(data: bytes, rng: random.Random) -> tuple[bytes, str]:
@@ -73,8 +73,7 @@ def build_inputs(work: str) -> dict:
     root = Path(work)
     faces = make_face_tree(root / "faces", n_ids=3, n_imgs=3)
     pairs = write_plain_pairs(faces, root / "pairs.txt", 6)
-    cfg = ModelConfig(**dict(zip([f.lstrip("-") for f in TINY_MODEL_FLAGS[::2]], map(float, TINY_MODEL_FLAGS[1::2]))))
-    cfg = ModelConfig(image_size=int(cfg.image_size), width=cfg.width, embedding_dim=int(cfg.embedding_dim))
+    cfg = ModelConfig(image_size=32, width=0.25, embedding_dim=32)  # conftest's TINY_MODEL_FLAGS
     keras.utils.set_random_seed(0)
     backbone = build_backbone(cfg)
     (root / "model.tflite").write_bytes(convert(backbone, "fp32"))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_MODEL_FLAGS, make_face_tree, run_cli, write_plain_pairs
-from mfn_tf2.backend import keras, tf
+from mfn_tf2.backend import tf
 from mfn_tf2.checkpoints import CheckpointError, load_backbone, load_pretrained, model_config
 from mfn_tf2.model import build_backbone
 from mfn_tf2.recognizer import Recognizer
