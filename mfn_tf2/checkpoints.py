@@ -75,6 +75,12 @@ def training_checkpoint(recognizer, optimizer, epoch: tf.Variable) -> tf.train.C
     return tf.train.Checkpoint(model=recognizer, optimizer=optimizer, epoch=epoch)
 
 
+def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restores a run's checkpoint to resume it; a damaged file is a CheckpointError."""
+    with _reading(path):
+        checkpoint.restore(path)
+
+
 def latest(directory: str) -> str | None:
     """Path prefix of the newest complete checkpoint in ``directory``, or None when there is none.
 

@@ -27,7 +27,8 @@ from mfn_tf2 import cli
 from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.callbacks import Checkpointer, LearningRateLogger, NanGuard, TimeBudget, Verifier
-from mfn_tf2.checkpoints import CheckpointError, claim_directory, latest, load_pretrained, training_checkpoint
+from mfn_tf2.checkpoints import (CheckpointError, claim_directory, latest, load_pretrained, restore,
+                                 training_checkpoint)
 from mfn_tf2.data import DataError, open_training_data
 from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
 from mfn_tf2.fileio import OutputError, OutputLock, atomic_directory
@@ -160,7 +161,7 @@ def _build(model_cfg, train_cfg, class_names: list[str], steps: int, save_dir: s
     manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=3)
     resume_from = latest(save_dir)
     if resume_from:
-        ckpt.restore(resume_from)
+        restore(ckpt, resume_from)
         log(f"resuming from epoch {int(epoch.numpy())} ({os.path.basename(resume_from)})")
     elif train_cfg.pretrained_model:
         log(load_pretrained(train_cfg.pretrained_model, recognizer, class_names))

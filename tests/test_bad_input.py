@@ -386,6 +386,20 @@ def test_pretrained_model(tmp_path, clean, tiny_run, row):
     assert not (tmp_path / "w" / "checkpoint").exists()
 
 
+@pytest.mark.parametrize("damaged", ["checkpoint", "ckpt index"])
+def test_resume_from_a_damaged_checkpoint(tmp_path, tiny_run, damaged):
+    weights, faces, pairs = tiny_run
+    copy = shutil.copytree(weights, tmp_path / "w")
+    target = copy / "checkpoint" if damaged == "checkpoint" else sorted(copy.glob("ckpt-*.index"))[-1]
+    data = target.read_bytes()
+    target.write_bytes(data[:len(data) // 2] + bytes(b ^ 0x5A for b in data[len(data) // 2:]))
+    proc = run_cli("train", faces, faces, pairs, *TINY_MODEL_FLAGS, "--epochs", "3", "--save_model_directory", copy)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert error_line(proc).startswith("error: " + str(copy)) and "damaged checkpoint" in error_line(proc), \
+        error_line(proc)
+    assert "Traceback" not in proc.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # Interrupted runs: the previous complete result stays loadable; re-running finishes.
 
