@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -390,7 +391,8 @@ def test_pretrained_model(tmp_path, clean, tiny_run, row):
 def test_resume_from_a_damaged_checkpoint(tmp_path, tiny_run, damaged):
     weights, faces, pairs = tiny_run
     copy = shutil.copytree(weights, tmp_path / "w")
-    target = copy / "checkpoint" if damaged == "checkpoint" else sorted(copy.glob("ckpt-*.index"))[-1]
+    from mfn_tf2.checkpoints import latest
+    target = copy / "checkpoint" if damaged == "checkpoint" else Path(latest(str(copy)) + ".index")
     data = target.read_bytes()
     target.write_bytes(data[:len(data) // 2] + bytes(b ^ 0x5A for b in data[len(data) // 2:]))
     proc = run_cli("train", faces, faces, pairs, *TINY_MODEL_FLAGS, "--epochs", "3", "--save_model_directory", copy)
