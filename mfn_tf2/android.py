@@ -22,6 +22,10 @@ from mfn_tf2.fileio import write_bytes, write_json, write_text
 from mfn_tf2.images import read_rgb
 
 MODELS = ("model_int8.tflite", "model_fp16.tflite")
+
+
+class AssetsError(ValueError):
+    """An export folder without a model an app can ship."""
 NUM_SAMPLE_PAIRS = 3
 ALIGN_CASES, ALIGN_CANVAS = 2, 192
 
@@ -42,12 +46,15 @@ def write_assets(export_dir: str, assets_dir: str, pairs, log=print) -> dict:
         export_dir: a folder written by ``mfn_tf2.export`` (with the int8 and fp16 models).
         assets_dir: the assets folder (created; existing files are replaced atomically).
         pairs: the verification PairSet; sample faces come from its first pairs.
+
+    Raises:
+        AssetsError: the export folder holds neither model.
     """
     with open(os.path.join(export_dir, "metadata.json")) as f:
         meta = json.load(f)
     models = [m for m in MODELS if os.path.exists(os.path.join(export_dir, m))]
     if not models:
-        raise FileNotFoundError(f"{export_dir}: no {' or '.join(MODELS)} to ship (export with --formats int8,fp16)")
+        raise AssetsError(f"{export_dir}: no {' or '.join(MODELS)} to ship (export with --formats int8,fp16)")
     for name in models:
         with open(os.path.join(export_dir, name), "rb") as f:
             write_bytes(os.path.join(assets_dir, name), f.read())

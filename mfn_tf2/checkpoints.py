@@ -18,8 +18,10 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 
 from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
@@ -46,7 +48,8 @@ def read_run(directory: str) -> dict | None:
 
 
 def claim_directory(directory: str, model_cfg: C.ModelConfig, class_names: list[str]) -> None:
-    """Writes ``run.json``, or checks that an existing one describes the same model.
+    """Writes ``run.json``, or checks that an existing one describes the same model
+    (a run.json without a checkpoint beside it is replaced).
 
     Raises:
         CheckpointError: the directory holds a run of another configuration
@@ -54,7 +57,7 @@ def claim_directory(directory: str, model_cfg: C.ModelConfig, class_names: list[
     """
     wanted = {"model": C.to_dict(model_cfg), "num_classes": len(class_names)}
     found = read_run(directory)
-    if found is None:
+    if found is None or latest(directory) is None:  # nothing trained here yet: nothing to lose
         write_json(os.path.join(directory, RUN_FILE), dict(wanted, class_names=list(class_names)))
         return
     diffs = [f"{k}: saved {found['model'].get(k)!r}, now {v!r}"
@@ -72,9 +75,38 @@ def training_checkpoint(recognizer, optimizer, epoch: tf.Variable) -> tf.train.C
     return tf.train.Checkpoint(model=recognizer, optimizer=optimizer, epoch=epoch)
 
 
+def restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restores a run's checkpoint to resume it; a damaged file is a CheckpointError."""
+    with _reading(path):
+        checkpoint.restore(path)
+
+
 def latest(directory: str) -> str | None:
-    """Path prefix of the newest complete checkpoint in ``directory``, or None."""
-    return tf.train.latest_checkpoint(directory)
+    """Path prefix of the newest complete checkpoint in ``directory``, or None when there is none.
+
+    Raises:
+        CheckpointError: the ``checkpoint`` index is there but damaged or names a
+            missing checkpoint (TensorFlow would ignore it and start over).
+    """
+    index = os.path.join(directory, "checkpoint")
+    try:
+        path = tf.train.latest_checkpoint(directory)
+    except (ValueError, tf.errors.OpError):  # undecodable bytes
+        path = None
+    if path is None and os.path.exists(index):
+        raise CheckpointError(f"{index}: damaged checkpoint index (it names no complete checkpoint); "
+                              "write model_checkpoint_path: \"ckpt-N\" into it for the newest complete ckpt-N")
+    return path
+
+
+@contextlib.contextmanager
+def _reading(path: str):
+    """TensorFlow's error on a damaged checkpoint file, as one CheckpointError line."""
+    try:
+        yield
+    except tf.errors.OpError as err:
+        raise CheckpointError(f"{path}: damaged checkpoint ({err.message.splitlines()[0]}); point the folder's "
+                              "checkpoint index at an older ckpt-N, or train again") from None
 
 
 def model_config(directory: str) -> C.ModelConfig:
@@ -83,6 +115,14 @@ def model_config(directory: str) -> C.ModelConfig:
     if run is None:
         raise CheckpointError(f"{directory}: no {RUN_FILE}; not a mfn_tf2 training directory")
     return C.from_dict(C.ModelConfig, run["model"])
+
+
+def _fits(path: str, prefix: str, backbone: keras.Model) -> bool:
+    """Whether the checkpoint ``path`` holds, under ``prefix``, variables of the backbone's shapes."""
+    saved = sorted(tuple(shape) for name, shape in tf.train.list_variables(path)
+                   if name.startswith(prefix) and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+                   and ".OPTIMIZER_SLOT" not in name)
+    return saved == sorted(tuple(v.shape) for v in backbone.variables)
 
 
 def load_backbone(directory: str) -> keras.Model:
@@ -98,14 +138,12 @@ def load_backbone(directory: str) -> keras.Model:
     path = latest(directory)
     if path is None:
         raise CheckpointError(f"{directory}: run.json but no checkpoint yet; train first")
-    saved = sorted(tuple(shape) for name, shape in tf.train.list_variables(path)
-                   if name.startswith("model/backbone/") and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
-                   and ".OPTIMIZER_SLOT" not in name)
-    if saved != sorted(tuple(v.shape) for v in backbone.variables):
-        raise CheckpointError(f"{path}: checkpoint does not fit the saved architecture in {RUN_FILE} "
-                              "(another model was trained in this directory); use its own run.json")
-    # Only the backbone branch of the saved object graph is matched.
-    tf.train.Checkpoint(model=tf.train.Checkpoint(backbone=backbone)).read(path).expect_partial()
+    with _reading(path):
+        if not _fits(path, "model/backbone/", backbone):
+            raise CheckpointError(f"{path}: checkpoint does not fit the saved architecture in {RUN_FILE} "
+                                  "(another model was trained in this directory); use its own run.json")
+        # Only the backbone branch of the saved object graph is matched.
+        tf.train.Checkpoint(model=tf.train.Checkpoint(backbone=backbone)).read(path).expect_partial()
     return backbone
 
 
@@ -119,5 +157,112 @@ def restore_head(directory: str, head) -> bool:
     run, path = read_run(directory), latest(directory)
     if run is None or path is None or run["num_classes"] != head.num_classes:
         return False
-    tf.train.Checkpoint(model=tf.train.Checkpoint(head=head)).read(path).expect_partial()
+    with _reading(path):
+        tf.train.Checkpoint(model=tf.train.Checkpoint(head=head)).read(path).expect_partial()
     return True
+
+
+def _copy(path: str, weights: list, backbone: keras.Model) -> None:
+    """Sets the backbone's weights, or says the architectures differ."""
+    saved, now = [tuple(w.shape) for w in weights], [tuple(v.shape) for v in backbone.weights]
+    if saved != now:
+        first = next((f"{a} vs {b}" for a, b in zip(saved, now) if a != b), f"{len(saved)} vs {len(now)} weights")
+        raise CheckpointError(f"--pretrained_model {path}: another architecture than this run's (saved vs now: "
+                              f"{first}); give the model flags it was trained with (--preset, --width, "
+                              "--embedding_dim, ...)")
+    backbone.set_weights(weights)
+
+
+def _from_run(path: str, recognizer, class_names: list[str]) -> list[str] | None:
+    """A training directory: its newest checkpoint's backbone; the head's identities."""
+    _copy(path, load_backbone(path).get_weights(), recognizer.backbone)
+    run = read_run(path)
+    if run.get("class_names") == class_names:
+        restore_head(path, recognizer.head)
+    return run.get("class_names")
+
+
+def _from_final_weights(path: str, recognizer, class_names: list[str]) -> list[str] | None:
+    """A run's final.weights.h5 (backbone + head), read with the run.json beside it."""
+    from mfn_tf2.recognizer import Recognizer
+    folder = os.path.dirname(os.path.abspath(path))
+    run = read_run(folder)
+    if run is None:
+        raise CheckpointError(f"--pretrained_model {path}: no {RUN_FILE} beside it; pass its training folder")
+    cfg = C.from_dict(C.ModelConfig, run["model"])
+    saved = Recognizer(build_backbone(cfg), run["num_classes"])
+    saved.head((saved(tf.zeros((1, cfg.image_size, cfg.image_size, 3))), tf.zeros((1,), tf.int32)))
+    with tempfile.TemporaryDirectory() as tmp:
+        # train writes it in the HDF5 layout of model.save_weights("x.h5"); tf-keras reads a
+        # name ending in ".weights.h5" as its newer layout, so it is read under a plain ".h5" name.
+        os.symlink(os.path.abspath(path), os.path.join(tmp, "weights.h5"))
+        saved.load_weights(os.path.join(tmp, "weights.h5"))
+    _copy(path, saved.backbone.get_weights(), recognizer.backbone)
+    if run.get("class_names") == class_names:
+        recognizer.head.set_weights(saved.head.get_weights())
+    return run.get("class_names")
+
+
+def _from_saved_model(path: str, recognizer, class_names: list[str]) -> None:
+    """A Keras SavedModel of a backbone, or the SavedModel ``mfn_tf2.export`` writes."""
+    if os.path.exists(os.path.join(path, "keras_metadata.pb")):
+        _copy(path, keras.models.load_model(path, compile=False).get_weights(), recognizer.backbone)
+        return None
+    variables = os.path.join(path, "variables", "variables")
+    if not _fits(variables, "backbone/", recognizer.backbone):
+        raise CheckpointError(f"--pretrained_model {path}: not a backbone of this run's architecture; give "
+                              "the model flags it was trained with (--preset, --width, --embedding_dim, ...)")
+    tf.train.Checkpoint(backbone=recognizer.backbone).read(variables).expect_partial()
+    return None
+
+
+def _from_keras_file(path: str, recognizer, class_names: list[str]) -> None:
+    """A Keras model file (.h5 or .keras) of a backbone."""
+    _copy(path, keras.models.load_model(path, compile=False).get_weights(), recognizer.backbone)
+    return None
+
+
+def _pretrained_kind(path: str):
+    """The loader of ``path`` by what it is."""
+    if os.path.isdir(path):
+        marker = next((m for m in (RUN_FILE, "saved_model.pb") if os.path.exists(os.path.join(path, m))), None)
+        return {RUN_FILE: _from_run, "saved_model.pb": _from_saved_model}.get(marker)
+    if path.endswith(".weights.h5"):
+        return _from_final_weights
+    return _from_keras_file if path.endswith((".h5", ".keras")) else None
+
+
+def load_pretrained(path: str, recognizer, class_names: list[str]) -> str:
+    """Starts a built Recognizer from saved weights; returns the line that says what was loaded.
+
+    Args:
+        path: a training directory, its ``final.weights.h5``, a SavedModel
+            folder (``embedding_model/``, ``best/``, an export's ``saved_model/``)
+            or a Keras ``.h5`` / ``.keras`` backbone.
+        recognizer: the run's Recognizer, its head built.
+        class_names: the run's identities; the head is restored when the
+            saved run had exactly these.
+
+    Raises:
+        CheckpointError: no such path, not a model, or another architecture.
+
+    Example:
+        >>> log(load_pretrained("weights/", recognizer, data.class_names))          # doctest: +SKIP
+    """
+    if not os.path.exists(path):
+        raise CheckpointError(f"--pretrained_model {path}: no such file or folder")
+    loader = _pretrained_kind(path)
+    if loader is None:
+        raise CheckpointError(f"--pretrained_model {path}: expected a training folder, its final.weights.h5, "
+                              "a SavedModel folder or a Keras .h5/.keras backbone")
+    try:
+        saved_names = loader(path, recognizer, class_names)
+    except CheckpointError:
+        raise
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"--pretrained_model {path}: cannot read it ({str(err).splitlines()[0]})") from None
+    if saved_names == class_names:
+        return f"starting from {path}: backbone and ArcFace head (the same {len(saved_names)} identities)"
+    why = ("it holds no head" if saved_names is None
+           else f"its {len(saved_names)} identities are not this run's {len(class_names)}")
+    return f"starting from {path}: backbone only; the ArcFace head starts fresh ({why})"

@@ -14,6 +14,8 @@ Example:
     >>> ns = p.parse_args(["--batch_size", "64", "--shuffle", "false"])
     >>> config_from_args(DataConfig, ns, train_directory="faces").batch_size
     64
+    >>> p.parse_args(["--shuffle"]).shuffle      # a bare boolean flag means true
+    True
 """
 from __future__ import annotations
 
@@ -100,6 +102,9 @@ def add_config_flags(parser, cls, *, skip=(), positional=(), defaults=None):
         text = f"{helps.get(f.name, '')} (default: {shown})"
         if f.name in positional:
             parser.add_argument(f.name, type=kind, help=helps.get(f.name, ""))
+        elif kind is str2bool:  # a bare --shuffle means true, as in the seed's scripts
+            parser.add_argument(f"--{f.name}", type=kind, default=default, help=text,
+                                metavar=f.name.upper(), nargs="?", const=True)
         else:
             parser.add_argument(f"--{f.name}", type=kind, default=default, help=text,
                                 metavar=f.name.upper())

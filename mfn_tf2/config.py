@@ -253,7 +253,9 @@ class TrainConfig:
     """The training loop.
 
     Args:
-        pretrained_model: checkpoint directory or SavedModel to start from.
+        pretrained_model: weights to start from: a training folder, its final.weights.h5, a
+            SavedModel folder or a Keras .h5/.keras backbone (the head too when the
+            identities are the same).
         save_model_directory: checkpoints, logs and the final models go here.
         checkpoint_epochs: save a checkpoint every this many epochs.
         checkpoint_steps: also save every this many steps (0: off).
@@ -364,6 +366,9 @@ class ExportConfig:
 
     def __post_init__(self):
         _check(self, _EXPORT_RULES)
+        if self.android_assets and not {"int8", "fp16"} & set(self.formats):
+            raise ValueError(f"--android_assets {self.android_assets}: the app ships the int8 or fp16 "
+                             "model; add int8 or fp16 to --formats")
 
 
 _EXPORT_RULES = {

@@ -2,15 +2,16 @@
 
 ``open_training_data(cfg)`` does every check up front, before any training
 work: the folder exists and holds one sub-folder per identity, every file is
-probed (PIL reads only the header, plus the last bytes of JPEG/PNG files to
-catch truncation) in a thread pool, and broken files are left out with one
-warning. The returned ``TrainingData`` then builds tf.data pipelines:
+probed by its content (PIL reads only the header, plus the last bytes of
+JPEG/PNG files to catch truncation; other formats are decoded) in a thread
+pool, and broken or non-image files are left out with one warning. The
+returned ``TrainingData`` then builds tf.data pipelines:
 
     paths --shard--> shuffle --decode, resize--> (cache) --augment--> batch --> prefetch
 
 Files ``tf.io.decode_image`` reads right (JPEG incl. grayscale and CMYK, every
 PNG incl. 16-bit and palette, 24/32-bit BMP) decode in TensorFlow in parallel;
-the rare rest (palette/1-bit BMP) go through ``images.read_rgb``. Images are
+the rest (palette/1-bit BMP, PGM/PPM, TIFF, WebP, GIF) go through ``images.read_rgb``. Images are
 resized to ``image_size`` without keeping the aspect ratio (face crops are
 square) and normalised to (x - 127.5) / 128. Randomness (shuffle order and
 augmentation) comes from ``cfg.seed`` and changes every epoch, the same way on
@@ -37,24 +38,22 @@ import argparse
 import concurrent.futures
 import dataclasses
 import importlib
-import logging
 import os
 import warnings
 from typing import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mfn_tf2 import cli, recordio, shards
 from mfn_tf2.backend import tf
 from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD, DataConfig
-from mfn_tf2.images import IMAGE_EXTENSIONS, read_rgb
+from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, image_format, read_rgb, warn_skipped
 from mfn_tf2.shards import DataError
 
-log = logging.getLogger(__name__)
-
-# Format -> PIL modes that tf.io.decode_image decodes right; other modes of a
-# known format take the python path (it reads palette BMPs wrong, 1-bit ones not at all).
+# Format -> PIL modes that tf.io.decode_image decodes right; other modes of these
+# formats (it reads palette BMPs wrong, 1-bit ones not at all) and every other format
+# (PGM/PPM, TIFF, WebP, GIF, OpenCV's) take the python path, ``images.read_rgb``.
 _TF_MODES = {"JPEG": {"L", "RGB", "CMYK"}, "PNG": None, "BMP": {"RGB", "RGBA"}}
 # The bytes a complete file ends with, and the PIL check run on a file that
 # does not (a truncated file fails it; one with trailing junk passes).
@@ -63,15 +62,21 @@ _TAILS = {"JPEG": (b"\xff\xd9", "load"), "PNG": (b"IEND\xaeB`\x82", "verify")}
 _SHARD_SHUFFLE = 10_000
 # Augmentation strength: brightness in pixel units, contrast factor, crop side share.
 _BRIGHTNESS, _CONTRAST, _MIN_CROP = 32.0, (0.8, 1.2), 0.85
-_WARN_PATHS = 5
 
 
 def _probe(path: str) -> tuple[bool | None, str]:
-    """(python_path, "") for a usable image, (None, reason) for a broken one."""
+    """(python_path, "") for a usable image, (None, reason) for a broken one or another file."""
+    kind, why = image_format(path)
+    if kind is None:
+        return None, why
+    if kind not in _TF_MODES:  # read by read_rgb in training: decoded whole now
+        try:
+            read_rgb(path)
+        except ImageError as err:
+            return None, "broken image " + str(err).removeprefix(f"{path}: cannot read image ")
+        return True, ""
     try:
         with Image.open(path) as img:
-            if img.format not in _TF_MODES:
-                return None, f"{img.format} image (expected JPEG, PNG or BMP)"
             tail, check = _TAILS.get(img.format, (b"", None))
             with open(path, "rb") as f:
                 f.seek(max(0, os.path.getsize(path) - len(tail)))
@@ -79,8 +84,6 @@ def _probe(path: str) -> tuple[bool | None, str]:
                     getattr(img, check)()
             modes = _TF_MODES[img.format]
             return modes is not None and img.mode not in modes, ""
-    except UnidentifiedImageError:
-        return None, "not a JPEG, PNG or BMP image"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return None, f"broken image ({err})"
 
@@ -98,10 +101,10 @@ def _list_folder(folder: str) -> tuple[list[str], list[tuple[str, str]]]:
     """(image paths, skipped) of one identity folder, sorted."""
     found, skipped = [], []
     for e in _entries(folder):
-        if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS):
+        if e.is_file():  # an image or not by its content: see _probe
             found.append(e.path)
         else:
-            skipped.append((e.path, "not a .jpg/.jpeg/.png/.bmp file"))
+            skipped.append((e.path, "a folder inside an identity folder"))
     return found, skipped
 
 
@@ -344,12 +347,6 @@ def _record_source(records: recordio.RecordSet, examples: list, cfg: DataConfig,
     return make
 
 
-def _warn_skipped(skipped: list) -> None:
-    if skipped:
-        shown = "; ".join(f"{p} ({why})" for p, why in skipped[:_WARN_PATHS])
-        log.warning("left out %d unusable file(s), e.g. %s", len(skipped), shown)
-
-
 def _valid_from_directory(cfg: DataConfig, class_names: list[str]):
     """Validation examples of ``valid_directory``, labelled by training folder name.
 
@@ -489,7 +486,7 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
             "shards" if shards.is_shard_directory(cfg.train_directory) else
             "recordio" if recordio.is_recordio_directory(cfg.train_directory) else "folder")
     data = _OPENERS[kind](cfg)
-    _warn_skipped(data.skipped)
+    warn_skipped(data.skipped)
     return data
 
 
@@ -503,7 +500,7 @@ def pack(cfg: DataConfig, out_dir: str, num_shards: int) -> dict:
     else:
         (identities, skipped), read = scan_folder(cfg.train_directory), {}
     names = select_identities(identities, cfg)
-    _warn_skipped(skipped)
+    warn_skipped(skipped)
     return shards.write_shards(_labelled(identities, names), names, out_dir, num_shards,
                                skipped=skipped, seed=cfg.seed, **read)
 

@@ -58,42 +58,108 @@ class _Keras:
         return self._call(batch).numpy()
 
 
+def _shape(shape) -> list:
+    """A tensor shape as a list, unknown sizes as None."""
+    return [None if d is None or d < 0 else int(d) for d in shape]
+
+
+def _image_input(path: str, inputs: list[tuple[str, list]]) -> tuple[int, int]:
+    """(height, width) of a model's one image input [(name, shape)]; else an EmbedderError."""
+    if len(inputs) != 1:
+        raise EmbedderError(f"{path}: the model takes {len(inputs)} inputs "
+                            f"({', '.join(repr(n) for n, _ in inputs)}); expected one image (batch, H, W, 3)")
+    name, shape = inputs[0]
+    if len(shape) != 4 or shape[3] != 3:
+        raise EmbedderError(f"{path}: input {name!r} has shape {shape}: expected an image (batch, H, W, 3)")
+    if shape[1] is None or shape[2] is None:
+        raise EmbedderError(f"{path}: input {name!r} has shape {shape}: the image size is not fixed; "
+                            "export the model with a fixed height and width")
+    return shape[1], shape[2]
+
+
+def pick_output(path: str, outputs: list[tuple[str, list]], wanted: str | None = None) -> tuple[int, str]:
+    """Which of a model's outputs [(name, shape)] is the embedding.
+
+    Args:
+        path: the model, named in messages.
+        outputs: every output's name and shape, in the model's order.
+        wanted: a name or an index chosen by the user (``--output``); None
+            picks the rank-2 output (batch, D) with the largest D.
+
+    Returns:
+        (index, note): note is "" for a one-output model, else the line that
+        says which output was taken and lists the others.
+
+    Raises:
+        EmbedderError: the chosen output does not exist or is not (batch, D).
+
+    Example:
+        >>> pick_output("m.tflite", [("logits", [1, 2]), ("emb", [1, 128])])[0]
+        1
+    """
+    names = [name for name, _ in outputs]
+    listing = ", ".join(f"{n!r} {s}" for n, s in outputs)
+    if wanted is None:
+        embeddings = [k for k, (_, shape) in enumerate(outputs) if len(shape) == 2]
+        index = max(embeddings, key=lambda k: (outputs[k][1][1] or 0, -k)) if embeddings else 0
+    elif wanted in names:
+        index = names.index(wanted)
+    elif wanted.isdigit() and int(wanted) < len(outputs):
+        index = int(wanted)
+    else:
+        raise EmbedderError(f"{path}: --output {wanted}: no such output (outputs: {listing})")
+    name, shape = outputs[index]
+    if len(shape) != 2:
+        raise EmbedderError(f"{path}: output {name!r} shape {shape} is not an embedding (batch, D)"
+                            + (f" (outputs: {listing}; choose one with --output)" if len(outputs) > 1 else ""))
+    if len(outputs) == 1:
+        return index, ""
+    others = ", ".join(f"{n!r} {s}" for k, (n, s) in enumerate(outputs) if k != index)
+    how = "chosen with --output" if wanted is not None else "the largest (batch, D) output; --output chooses another"
+    return index, f"{path}: {len(outputs)} outputs; the embedding is {name!r} {shape} ({how}); others: {others}"
+
+
 class _SavedModel:
     """A SavedModel's ``serving_default`` signature."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, output: str | None):
         from mfn_tf2.backend import tf
         try:
             self.fn = tf.saved_model.load(path).signatures["serving_default"]
         except (KeyError, OSError, ValueError) as err:
             raise EmbedderError(f"{path}: cannot load SavedModel serving_default ({err})") from None
-        (self.arg, spec), = self.fn.structured_input_signature[1].items()
-        _, self.height, self.width, _ = spec.shape
+        inputs = self.fn.structured_input_signature[1]
+        self.height, self.width = _image_input(path, [(k, _shape(s.shape)) for k, s in inputs.items()])
+        (self.arg, spec), = inputs.items()
+        outputs = [(k, _shape(s.shape)) for k, s in self.fn.structured_outputs.items()]
+        index, self.note = pick_output(path, outputs, output)
+        self.output_name = outputs[index][0]
         self.dtype, self.in_quant, self.kind, self.tf = spec.dtype.as_numpy_dtype, None, "saved_model", tf
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self.fn(**{self.arg: self.tf.constant(batch)})
-        return next(iter(out.values())).numpy()
+        return self.fn(**{self.arg: self.tf.constant(batch)})[self.output_name].numpy()
 
 
 class _TFLite:
     """A .tflite file on the LiteRT interpreter (XNNPACK), batched where the model allows."""
 
-    def __init__(self, path: str, num_threads: int):
+    def __init__(self, path: str, num_threads: int, output: str | None):
         from ai_edge_litert.interpreter import Interpreter
         try:
             self.interp = Interpreter(model_path=path, num_threads=num_threads)
             self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise EmbedderError(f"{path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
-        self.input = self.interp.get_input_details()[0]
-        self.output = self.interp.get_output_details()[0]
-        _, self.height, self.width, _ = self.input["shape"]
+        inputs = self.interp.get_input_details()
+        self.height, self.width = _image_input(path, [(d["name"], _shape(d["shape_signature"]
+                                                                        if len(d["shape_signature"]) else d["shape"]))
+                                                      for d in inputs])
+        self.input = inputs[0]
+        outputs = self.interp.get_output_details()
+        index, self.note = pick_output(path, [(d["name"], _shape(d["shape"])) for d in outputs], output)
+        self.output, self.output_name = outputs[index], outputs[index]["name"]
         self.dtype, self.kind, self.batch = self.input["dtype"], "tflite", 1
         self.in_quant = self.input["quantization"] if self.input["quantization"][0] else None
-        if len(self.output["shape"]) != 2:
-            raise EmbedderError(f"{path}: output shape {list(self.output['shape'])} is not an "
-                                "embedding (batch, D)")
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) != self.batch:
@@ -102,19 +168,20 @@ class _TFLite:
             self.batch = len(batch)
         self.interp.set_tensor(self.input["index"], batch)
         self.interp.invoke()
-        out = self.interp.get_tensor(self.interp.get_output_details()[0]["index"])
+        out = self.interp.get_tensor(self.output["index"])
+        # The chosen output's own (scale, zero point): uint8 and int8 outputs alike.
         scale, zero = self.output["quantization"]
         return (out.astype(np.float32) - zero) * scale if scale else out.astype(np.float32)
 
 
-def _open_path(path: str, num_threads: int):
+def _open_path(path: str, num_threads: int, output: str | None):
     """Opens a model file or folder by what it is (a dict lookup over markers)."""
     if not os.path.exists(path):
         raise EmbedderError(f"{path}: no such file or folder")
     if os.path.isfile(path):
-        return _TFLite(path, num_threads)
+        return _TFLite(path, num_threads, output)
     if os.path.exists(os.path.join(path, "saved_model.pb")):
-        return _SavedModel(path)
+        return _SavedModel(path, output)
     from mfn_tf2.checkpoints import RUN_FILE, CheckpointError, load_backbone
     if os.path.exists(os.path.join(path, RUN_FILE)):
         try:
@@ -150,6 +217,9 @@ class FeatureExtractor:
         flip: add the embedding of the mirrored image before normalising.
         batch_size: images per model call.
         num_threads: LiteRT threads for .tflite models.
+        output: for a model with several outputs, the embedding's name or
+            index; None takes the (batch, D) output with the largest D. Which
+            one was taken is in ``note`` and ``describe()``.
 
     Example:
         >>> fe = FeatureExtractor(backbone)                 # doctest: +SKIP
@@ -158,10 +228,11 @@ class FeatureExtractor:
     """
 
     def __init__(self, model, *, mean=None, std=None, bgr=None, crop=None, flip=False,
-                 batch_size: int = 64, num_threads: int = 2):
+                 batch_size: int = 64, num_threads: int = 2, output: str | None = None):
         is_path = isinstance(model, (str, os.PathLike))
         self.name = os.fspath(model) if is_path else getattr(model, "name", "keras")
-        self.backend = _open_path(self.name, num_threads) if is_path else _Keras(model)
+        self.backend = _open_path(self.name, num_threads, output) if is_path else _Keras(model)
+        self.note = getattr(self.backend, "note", "")
         meta = model_metadata(self.name) if is_path else {}
         given = {"mean": mean, "std": std, "bgr": bgr, "crop": crop}
         self.pre = Preprocessing(**{k: v if v is not None else meta.get(k, getattr(Preprocessing, k))
@@ -178,6 +249,7 @@ class FeatureExtractor:
         return {"model": self.name, "kind": self.backend.kind, "input_size": list(self.input_size),
                 "input_dtype": np.dtype(self.backend.dtype).name,
                 "input_quantization": list(self.backend.in_quant or ()),
+                "output": getattr(self.backend, "output_name", None),
                 "mean": self.pre.mean, "std": self.pre.std, "bgr": self.pre.bgr, "flip": self.flip}
 
     def _prepare(self, images: np.ndarray) -> np.ndarray:

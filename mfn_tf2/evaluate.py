@@ -18,13 +18,16 @@
 
 Models: a training directory, a SavedModel folder or a .tflite file. Input
 size, dtype and quantization are read from each model; pre-processing from its
-metadata.json (our exports) unless given.
+metadata.json (our exports) unless given. A model with several outputs is
+scored on its (batch, D) output with the largest D (stderr and the table say
+which); ``--output NAME_OR_INDEX`` chooses another.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import sys
 
 from mfn_tf2 import cli
 from mfn_tf2.binsets import bin_tables, read_bin, verify_bins
@@ -47,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bin", dest="verification_sets", type=cli.field_parser(EvalConfig, "verification_sets"),
                    default=argparse.SUPPRESS, metavar="A.bin,B.bin", help="same as --verification_sets")
     p.add_argument("--num_threads", type=int, default=2, help="LiteRT threads (default: 2)")
+    p.add_argument("--output", metavar="NAME_OR_INDEX",
+                   help="for models with several outputs, the embedding's name or index "
+                        "(default: the (batch, D) output with the largest D)")
     p.add_argument("--save_pairs", metavar="FILE", help="write the pairs used, plain format")
     p.add_argument("--json", metavar="FILE", help="all figures, per model")
     p.add_argument("--save_scores", metavar="FILE", help="CSV: path1, path2, label, one score column per model")
@@ -77,8 +83,12 @@ def main(argv=None) -> None:
         pairs = load_pairs(cfg) if has_pairs(cfg) else None
         bin_sets = [read_bin(p) for p in cfg.verification_sets]
         extractors = [FeatureExtractor(m, mean=cfg.mean, std=cfg.std, bgr=cfg.bgr, crop=cfg.crop,
-                                       flip=cfg.flip, batch_size=cfg.batch_size, num_threads=ns.num_threads)
+                                       flip=cfg.flip, batch_size=cfg.batch_size, num_threads=ns.num_threads,
+                                       output=ns.output)
                       for m in ns.models]
+        for fe in extractors:
+            if fe.note:
+                print(fe.note, file=sys.stderr)
         if pairs:
             result = _pairs_report(ns, cfg, pairs, extractors)
             report |= {"pairs": result["pairs"], "models": [{k: v for k, v in m.items() if k != "scores"}
@@ -101,7 +111,8 @@ def _pairs_report(ns, cfg, pairs, extractors) -> dict:
     skipped = f", {pairs.skipped} skipped (missing images)" if pairs.skipped else ""
     print(f"{len(pairs.labels)} pairs from {pairs.source}{skipped}"
           + ("; embeddings with flipped images added (Accuracy-Flip)" if cfg.flip else ""))
-    print(markdown_table(result))
+    print(markdown_table(result, [fe.name + (f" (output {fe.describe()['output']!r})" if fe.note else "")
+                                  for fe in extractors]))
     if ns.save_scores:
         write_text(ns.save_scores, scores_csv(pairs, result))
     if ns.plot:

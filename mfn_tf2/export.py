@@ -25,13 +25,14 @@ import numpy as np
 
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
+from mfn_tf2.android import AssetsError, write_assets
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.checkpoints import CheckpointError, load_backbone, read_run
 from mfn_tf2.data import DataError
 from mfn_tf2.embedders import EmbedderError, FeatureExtractor
 from mfn_tf2.fileio import OutputError, OutputLock, atomic_directory, write_bytes, write_json
 from mfn_tf2.host import machine_info
-from mfn_tf2.images import ImageError, read_rgb
+from mfn_tf2.images import ImageError, read_rgb, split_images, warn_skipped
 from mfn_tf2.pairs import PairsError
 from mfn_tf2.qat import finetune
 from mfn_tf2.verification import load_pairs, verify_models
@@ -61,9 +62,8 @@ def load_float_model(path: str) -> tuple[keras.Model, dict | None]:
 
 def calibration_images(folder: str, size: int, count: int, seed: int = 0) -> np.ndarray:
     """``count`` real faces from ``folder`` (recursively), normalised, (N, size, size, 3) float32."""
-    from mfn_tf2.images import IMAGE_EXTENSIONS
-    paths = sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    paths, skipped = split_images(sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files))
+    warn_skipped(skipped)
     if not paths:
         raise ExportError(f"--representative_dir {folder}: no images found")
     chosen = np.random.default_rng(seed).choice(paths, size=min(count, len(paths)), replace=False)
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_config_flags(p.add_argument_group("export"), C.ExportConfig)
     cli.add_config_flags(p.add_argument_group("verification pairs"), C.EvalConfig,
                          skip=("sample_type", "repeat_times", "num_person", "num_sample", "crop", "mean",
-                               "std", "bgr"))
+                               "std", "bgr", "flip"))  # no flip: the app and its threshold use one image
     cli.add_config_flags(p.add_argument_group("QAT fine-tuning data"), C.DataConfig,
                          skip=("valid_directory", "valid_split_ratio", "image_size"))
     return p
@@ -289,7 +289,6 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     write_text(os.path.join(exp.out, "report.md"),
                report_markdown(exp.out, model_path, result, names, files, parity, latency, threshold, failed, int8))
     if exp.android_assets:
-        from mfn_tf2.android import write_assets
         write_assets(exp.out, exp.android_assets, pairs, log)
     return report
 
@@ -302,7 +301,8 @@ def main(argv=None) -> None:
     try:
         with OutputLock(cfg["export"].out):
             report = run(ns.model, cfg["export"], cfg["eval"], cfg["data"])
-    except (ExportError, CheckpointError, DataError, PairsError, ImageError, EmbedderError, OutputError) as err:
+    except (ExportError, CheckpointError, DataError, PairsError, ImageError, EmbedderError, OutputError,
+            AssetsError) as err:
         cli.fail(str(err))
     print(open(os.path.join(cfg["export"].out, "report.md")).read())
     if not report["ok"]:

@@ -2,9 +2,13 @@
 
 Face folders collected by hand mix every kind of file: grayscale JPEGs (LFW),
 RGBA and palette PNGs from screenshots, 16-bit PNGs from camera pipelines,
-CMYK JPEGs from print workflows. ``read_rgb`` turns all of them into the one
-array the models take, and turns every broken file into one error line that
-names it, so a bad image never surfaces as a cryptic decoder trace mid-run.
+CMYK JPEGs from print workflows, PGM (Extended Yale B, AT&T/ORL), TIFF, WebP,
+and stray non-image files (``.info``, ``WS_FTP.LOG``). A file is an image by
+its content, not its name: ``image_format`` reads its first bytes,
+``split_images`` sorts a listing into images and skipped files.
+``read_rgb`` turns every image into the one array the models take, and every
+broken file into one error line that names it, so a bad image never surfaces
+as a cryptic decoder trace mid-run.
 
 Example:
     >>> img = read_rgb("data/lfw_demo/heldout/Aaron_Tippin/Aaron_Tippin_0001.jpg")
@@ -13,13 +17,24 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 import os
 
+import cv2
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-# The file types the data pipeline and the pair readers look for (lower case).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+log = logging.getLogger(__name__)
+
+# The names an LFW-style pairs file may resolve ``name_0001`` to (lower case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".pnm", ".tif", ".tiff",
+                    ".webp", ".gif")
+# The Pillow formats of face data (PPM covers PGM/PPM/PBM); restricting Image.open to
+# them keeps a text file from passing for a headerless format such as TGA. Files of
+# other formats are images when OpenCV has a reader for their signature.
+PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "PPM", "TIFF", "WEBP", "GIF")
+NOT_AN_IMAGE = "not an image"
+_WARN_PATHS = 5
 
 # 16-bit grayscale PNGs open in one of these modes; 65535 / 257 = 255 maps the
 # full 16-bit range onto the full 8-bit range.
@@ -43,8 +58,48 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+def image_format(path) -> tuple[str | None, str]:
+    """What a file is by its first bytes: ("JPEG", ""), ("OPENCV", "") for a format only
+    OpenCV reads, (None, "not an image") or (None, why the header is broken)."""
+    try:
+        with Image.open(path, formats=PILLOW_FORMATS) as img:
+            return img.format, ""
+    except UnidentifiedImageError:
+        return ("OPENCV", "") if cv2.haveImageReader(os.fspath(path)) else (None, NOT_AN_IMAGE)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return None, f"broken image ({err})"
+
+
+def split_images(paths) -> tuple[list[str], list[tuple[str, str]]]:
+    """(image files, [(path, reason) of the other files]), by content, order kept."""
+    images, skipped = [], []
+    for path in paths:
+        kind, why = image_format(path)
+        if kind:
+            images.append(path)
+        else:
+            skipped.append((path, why))
+    return images, skipped
+
+
+def warn_skipped(skipped: list[tuple[str, str]]) -> None:
+    """One warning that counts the files left out and names the first few."""
+    if skipped:
+        shown = "; ".join(f"{p} ({why})" for p, why in skipped[:_WARN_PATHS])
+        log.warning("left out %d unusable file(s), e.g. %s", len(skipped), shown)
+
+
+def _opencv_rgb(path) -> np.ndarray:
+    """A file Pillow does not know, decoded by OpenCV (as 8-bit RGB)."""
+    pixels = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR) if cv2.haveImageReader(os.fspath(path)) else None
+    if pixels is None:
+        raise ImageError(f"{path}: cannot read image ({NOT_AN_IMAGE})")
+    return np.ascontiguousarray(pixels[..., ::-1])
+
+
 def read_rgb(path) -> np.ndarray:
-    """Decodes a JPEG/PNG/BMP file into an RGB array.
+    """Decodes an image file (JPEG, PNG, BMP, PGM/PPM/PBM, TIFF, WebP, GIF's first
+    frame, or any format OpenCV reads) into an RGB array.
 
     EXIF orientation is not applied, as ``tf.io.decode_image`` does not apply
     it either: training and evaluation see the same pixels.
@@ -71,15 +126,15 @@ def read_rgb(path) -> np.ndarray:
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise ImageError(f"{path}: cannot read image (empty file)")
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=PILLOW_FORMATS) as img:
             img.load()
             return _to_rgb(img)
     except FileNotFoundError:
         raise ImageError(f"{path}: cannot read image (no such file)") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: cannot read image (not a JPEG, PNG or BMP image)") from None
+        return _opencv_rgb(path)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageError(f"{path}: cannot read image ({err})") from None
 
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageError", "read_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageError", "image_format", "read_rgb", "split_images", "warn_skipped"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mfn_tf2.fileio import write_text
-from mfn_tf2.images import IMAGE_EXTENSIONS
+from mfn_tf2.images import IMAGE_EXTENSIONS, split_images, warn_skipped
 
 # insightface and LFW both report 10-fold numbers.
 DEFAULT_FOLDS = 10
@@ -135,7 +135,7 @@ class _ImageFinder:
         count = sum(f.endswith(IMAGE_EXTENSIONS) for f in files)
         if index > count:
             return None, f"{name} has {count} images, index {index} is past them"
-        return None, f"missing file {name}/{name}_{index:04d}.jpg (or .jpeg/.png/.bmp)"
+        return None, f"missing file {name}/{name}_{index:04d}.jpg (or another image extension)"
 
     def file(self, relative: str) -> tuple[str | None, str]:
         """(path, "") of a path relative to a root, or (None, why it is missing)."""
@@ -273,16 +273,21 @@ def read_pairs(pairs_filename, data_directory, skip_missing: bool = False) -> Pa
 
 
 def _identities(data_directory) -> dict[str, list[str]]:
-    """{person folder: sorted image paths}, people with no image left out."""
+    """{person folder: sorted image paths}, people with no image left out.
+
+    Images by content (any format); the other files are counted in one warning.
+    """
     root = _roots(data_directory)[0]
-    people = {}
+    people, skipped = {}, []
     for name in sorted(os.listdir(root)):
         folder = os.path.join(root, name)
         if os.path.isdir(folder):
-            images = sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                            if f.lower().endswith(IMAGE_EXTENSIONS))
+            images, others = split_images(sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                                                 if os.path.isfile(os.path.join(folder, f))))
+            skipped += others
             if images:
                 people[name] = images
+    warn_skipped(skipped)
     return people
 
 

@@ -33,7 +33,8 @@ from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.binsets import read_bin
 from mfn_tf2.callbacks import Checkpointer, LearningRateLogger, NanGuard, TimeBudget, Verifier
-from mfn_tf2.checkpoints import CheckpointError, claim_directory, latest, load_backbone, training_checkpoint
+from mfn_tf2.checkpoints import (CheckpointError, claim_directory, latest, load_pretrained, restore,
+                                 training_checkpoint)
 from mfn_tf2.data import DataError, open_training_data
 from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
 from mfn_tf2.fileio import OutputError, OutputLock, atomic_directory
@@ -126,7 +127,7 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     steps = max(1, data.num_train // data_cfg.batch_size)
     write_dir = worker_directory(save_dir, strategy)
     with strategy.scope():
-        recognizer, epoch, manager = _build(model_cfg, train_cfg, data.num_classes, steps, save_dir,
+        recognizer, epoch, manager = _build(model_cfg, train_cfg, data.class_names, steps, save_dir,
                                             write_dir, log)
     train_ds = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(ctx).repeat())
     # Whole global batches only: a replica must never get an empty one.
@@ -138,10 +139,10 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     callbacks = [nan_guard, budget, LearningRateLogger(),
                  Checkpointer(manager, epoch, train_cfg.checkpoint_epochs, train_cfg.checkpoint_steps,
                               train_cfg.epochs, scratch)]
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     # Same callbacks in the same order on every worker: their collective reads must pair up.
+    # best/ is the clone (built outside the strategy): the chief alone saves it.
     verifier = Verifier(verify, build_backbone(model_cfg), train_cfg.evaluate_epochs, train_cfg.epochs,
-                        os.path.join(save_dir, "best") if chief and not multi_worker else None, log,
+                        os.path.join(save_dir, "best") if chief else None, log,
                         eval_cfg.best_by, log_columns(eval_cfg))
     callbacks.append(verifier)
     if chief:
@@ -160,9 +161,9 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
             "verification": verifier.last_report}
 
 
-def _build(model_cfg, train_cfg, num_classes: int, steps: int, save_dir: str, write_dir: str, log):
+def _build(model_cfg, train_cfg, class_names: list[str], steps: int, save_dir: str, write_dir: str, log):
     """Recognizer, optimizer and checkpoint (restored when one exists); inside the strategy scope."""
-    recognizer = Recognizer(build_backbone(model_cfg), num_classes, model_cfg.loss_scale,
+    recognizer = Recognizer(build_backbone(model_cfg), len(class_names), model_cfg.loss_scale,
                             model_cfg.loss_margin, margin_warmup_steps=int(train_cfg.margin_warmup_epochs * steps))
     optimizer = make_optimizer(train_cfg, steps)
     recognizer.compile(optimizer=optimizer)
@@ -173,19 +174,11 @@ def _build(model_cfg, train_cfg, num_classes: int, steps: int, save_dir: str, wr
     manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=3)
     resume_from = latest(save_dir)
     if resume_from:
-        ckpt.restore(resume_from)
+        restore(ckpt, resume_from)
         log(f"resuming from epoch {int(epoch.numpy())} ({os.path.basename(resume_from)})")
     elif train_cfg.pretrained_model:
-        _load_pretrained(recognizer, train_cfg.pretrained_model, num_classes, log)
+        log(load_pretrained(train_cfg.pretrained_model, recognizer, class_names))
     return recognizer, epoch, manager
-
-
-def _load_pretrained(recognizer: Recognizer, path: str, num_classes: int, log) -> None:
-    """Backbone weights from a training directory or SavedModel; the head when classes match."""
-    source = load_backbone(path) if not os.path.exists(os.path.join(path, "saved_model.pb")) \
-        else keras.models.load_model(path, compile=False)
-    recognizer.backbone.set_weights(source.get_weights())
-    log(f"starting from {path} (backbone; the ArcFace head for {num_classes} classes starts fresh)")
 
 
 def _save_final(recognizer: Recognizer, write_dir: str) -> None:

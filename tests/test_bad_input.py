@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,7 +69,8 @@ def clean(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tflite_bytes():
-    """{"embedding": a tiny backbone's fp32 .tflite, "feature_map": a rank-4-output one}."""
+    """{"embedding": a tiny backbone's fp32 .tflite, "feature_map": a rank-4-output one,
+    "two_outputs": a feature map and the embedding}."""
     from mfn_tf2.backend import keras
     from mfn_tf2.config import ModelConfig
     from mfn_tf2.model import build_backbone
@@ -77,7 +79,9 @@ def tflite_bytes():
     backbone = build_backbone(ModelConfig(image_size=SIZE, width=0.25, embedding_dim=32))
     image = keras.Input((SIZE, SIZE, 3))
     feature_map = keras.Model(image, keras.layers.Conv2D(8, 3)(image))
-    return {"embedding": convert(backbone, "fp32"), "feature_map": convert(feature_map, "fp32")}
+    both = keras.Model(image, [keras.layers.Conv2D(8, 3)(image), backbone(image)])
+    return {"embedding": convert(backbone, "fp32"), "feature_map": convert(feature_map, "fp32"),
+            "two_outputs": convert(both, "fp32")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,7 +250,23 @@ MODEL_ROWS = {
     "output not an embedding": (_write("feature_map.tflite", lambda t: t["feature_map"]),
                                 "is not an embedding (batch, D)"),
     "checkpoint of another architecture": (_other_architecture, "does not fit the saved architecture"),
+    "SavedModel with two inputs": (lambda tmp_path, tflite, request: _saved_model(
+        tmp_path, [(None, SIZE, SIZE, 3), (None, SIZE, SIZE, 3)]), "the model takes 2 inputs ('a', 'b')"),
+    "SavedModel of variable image size": (lambda tmp_path, tflite, request: _saved_model(
+        tmp_path, [(None, None, None, 3)]), "input 'a' has shape [None, None, None, 3]: the image size is not fixed"),
 }
+
+
+def _saved_model(tmp_path, shapes):
+    """A SavedModel whose serving_default takes float images of ``shapes`` (inputs a, b, ...)."""
+    from mfn_tf2.backend import tf
+    names = "ab"[:len(shapes)]
+    specs = [tf.TensorSpec(shape, tf.float32, name=n) for n, shape in zip(names, shapes)]
+    module = tf.Module()
+    module.serve = tf.function(lambda *images: {"embedding": tf.reduce_mean(images[0], axis=[1, 2])},
+                               input_signature=specs)
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    return tmp_path / "sm"
 
 
 @pytest.mark.parametrize("row", list(MODEL_ROWS))
@@ -256,6 +276,24 @@ def test_evaluate_model_path(tmp_path, clean, tflite_bytes, request, row):
     proc = run_cli("evaluate", model, "--pairs_filename", clean[1], "--data_directory", clean[0])
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert error_line(proc).startswith(f"error: {model}") and words in error_line(proc), error_line(proc)
+
+
+def _two_output_indices(path):
+    from ai_edge_litert.interpreter import Interpreter
+    ranks = [len(d["shape"]) for d in Interpreter(model_path=str(path)).get_output_details()]
+    return ranks.index(4), ranks.index(2)
+
+
+@pytest.mark.parametrize("row", ["no such output", "not an embedding"])
+def test_evaluate_output_choice(tmp_path, clean, tflite_bytes, row):
+    model = tmp_path / "two_outputs.tflite"
+    model.write_bytes(tflite_bytes["two_outputs"])
+    feature_map = _two_output_indices(model)[0]
+    wanted, words = {"no such output": ("9", "--output 9: no such output (outputs: "),
+                     "not an embedding": (str(feature_map), "is not an embedding (batch, D)")}[row]
+    proc = run_cli("evaluate", model, "--pairs_filename", clean[1], "--data_directory", clean[0], "--output", wanted)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert error_line(proc).startswith(f"error: {model}: ") and words in error_line(proc), error_line(proc)
 
 
 @pytest.mark.parametrize("row", ["missing", "folder without a model"])
@@ -293,6 +331,10 @@ FLAG_ROWS = {
     "epochs 0": ("train", "--epochs", "0", 2, "--epochs 0: must be a positive integer"),
     "unknown format": ("export", "--formats", "fp32,onnx", 2,
                        "--formats fp32,onnx: choose from saved_model,fp32,fp16,dynamic,int8,qat_int8"),
+    # The app embeds one image and uses the float model's threshold: export verifies the same way.
+    "export --flip": ("export", "--flip", "true", 2, "unrecognized arguments: --flip true"),
+    "android assets without an app model": ("export", "--android_assets", "assets", 2,
+                                            "--android_assets assets: the app ships the int8 or fp16 model"),
 }
 
 
@@ -303,12 +345,61 @@ def test_bad_flag(tmp_path, clean, row):
     out = tmp_path / "out"
     positional = {"train": (faces, faces, pairs, *TINY_MODEL_FLAGS, "--save_model_directory", out),
                   "evaluate": (tmp_path / "m.tflite", "--pairs_filename", pairs, "--data_directory", faces),
-                  "export": (tmp_path / "weights", "--out", out)}[cli]
+                  "export": (tmp_path / "weights", "--out", out, "--formats", "fp32")}[cli]
     proc = run_cli(cli, *positional, flag, value)
     assert proc.returncode == code, proc.stderr[-2000:]
     prefix = f"python -m mfn_tf2.{cli}: error: " if code == 2 else "error: "
     assert error_line(proc).startswith(prefix + words), error_line(proc)
     assert not (out / "run.json").exists() and not (out / "metadata.json").exists()
+
+
+def test_bare_boolean_flag_means_true():
+    from mfn_tf2.train import parse
+    args = ["faces", "lfw", "pairs.txt"]
+    assert parse(args + ["--shuffle"])["data"].shuffle is True      # the seed's spelling
+    assert parse(args + ["--shuffle", "false", "--flip"])["data"].shuffle is False
+    assert parse(args + ["--flip"])["eval"].flip is True
+
+
+def _not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("not weights\n")
+    return tmp_path / "notes.txt"
+
+
+PRETRAINED_ROWS = {
+    "missing": (lambda tmp_path, weights: tmp_path / "nope", "no such file or folder"),
+    "not a model": (lambda tmp_path, weights: _not_a_model(tmp_path),
+                    "expected a training folder, its final.weights.h5, a SavedModel folder or a Keras"),
+    "another architecture": (lambda tmp_path, weights: weights, "another architecture than this run's"),
+}
+
+
+@pytest.mark.parametrize("row", PRETRAINED_ROWS)
+def test_pretrained_model(tmp_path, clean, tiny_run, row):
+    make, words = PRETRAINED_ROWS[row]
+    path = make(tmp_path, tiny_run[0])
+    faces, pairs = clean
+    # The tiny run is 32-d: this run asks for 64.
+    proc = run_cli("train", faces, faces, pairs, "--image_size", "32", "--width", "0.25", "--embedding_dim", "64",
+                   "--epochs", "1", "--pretrained_model", path, "--save_model_directory", tmp_path / "w")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert error_line(proc).startswith(f"error: --pretrained_model {path}: {words}"), error_line(proc)
+    assert not (tmp_path / "w" / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("damaged", ["checkpoint", "ckpt index"])
+def test_resume_from_a_damaged_checkpoint(tmp_path, tiny_run, damaged):
+    weights, faces, pairs = tiny_run
+    copy = shutil.copytree(weights, tmp_path / "w")
+    from mfn_tf2.checkpoints import latest
+    target = copy / "checkpoint" if damaged == "checkpoint" else Path(latest(str(copy)) + ".index")
+    data = target.read_bytes()
+    target.write_bytes(data[:len(data) // 2] + bytes(b ^ 0x5A for b in data[len(data) // 2:]))
+    proc = run_cli("train", faces, faces, pairs, *TINY_MODEL_FLAGS, "--epochs", "3", "--save_model_directory", copy)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert error_line(proc).startswith("error: " + str(copy)) and "damaged checkpoint" in error_line(proc), \
+        error_line(proc)
+    assert "Traceback" not in proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""read_rgb on real faces saved in every file mode, and on broken files."""
+"""read_rgb on real faces saved in every file mode and format, and on broken files;
+images told from other files by content (issue 14)."""
+import os
+
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, read_rgb
+from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, image_format, read_rgb, split_images
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +77,51 @@ def test_cmyk_jpeg_is_converted(tmp_path, face):
 
 
 def test_extensions_are_lower_case_with_dot():
-    assert IMAGE_EXTENSIONS == (".jpg", ".jpeg", ".png", ".bmp")
+    assert all(e.startswith(".") and e == e.lower() for e in IMAGE_EXTENSIONS)
+    assert {".jpg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp", ".gif"} <= set(IMAGE_EXTENSIONS)
+
+
+# Lossless formats give the face back exactly; the others within their loss.
+FORMATS = {"pgm": ("L", 0), "ppm": ("RGB", 0), "pbm": ("1", 0), "tiff": ("RGB", 0), "webp": ("RGB", 12),
+           "gif": ("P", 40)}
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_every_face_data_format_decodes(tmp_path, face, ext):
+    mode, tolerance = FORMATS[ext]
+    image = Image.fromarray(face).convert(mode)
+    path = tmp_path / f"face.{ext}"
+    image.save(path)
+    expected = np.asarray(image.convert("RGB"), np.int32)
+    assert image_format(path)[0] is not None
+    assert np.abs(read_rgb(path).astype(np.int32) - expected).mean() <= tolerance
+
+
+def test_gif_gives_its_first_frame(tmp_path, face):
+    frames = [Image.fromarray(face), Image.fromarray(255 - face)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    img = read_rgb(tmp_path / "anim.gif").astype(float)
+    assert np.abs(img - face).mean() < np.abs(img - (255 - face)).mean()
+
+
+def test_an_opencv_only_format_decodes(tmp_path, face):
+    # Sun raster: OpenCV reads it, Pillow's list of face formats does not hold it.
+    assert cv2.imwrite(str(tmp_path / "face.ras"), face[..., ::-1])
+    assert image_format(tmp_path / "face.ras") == ("OPENCV", "")
+    assert np.array_equal(read_rgb(tmp_path / "face.ras"), face)
+
+
+def test_images_by_content_not_by_name(tmp_path, face):
+    Image.fromarray(face).save(tmp_path / "yaleB01_P00A+000E+00.pgm")
+    Image.fromarray(face).save(tmp_path / "no_extension", format="PNG")
+    (tmp_path / "yaleB01_P00.info").write_text("yaleB01_P00A+000E+00.pgm\n")
+    (tmp_path / "WS_FTP.LOG").write_text("2003.01.01 12:00 B ftp.example.org yaleB01\n")
+    (tmp_path / "DEADJOE").write_text("*** Modified files in JOE when it aborted\n")
+    (tmp_path / "fake.jpg").write_text("P5 but not a PGM\n")
+    images, skipped = split_images(sorted(str(p) for p in tmp_path.iterdir()))
+    assert sorted(map(os.path.basename, images)) == ["no_extension", "yaleB01_P00A+000E+00.pgm"]
+    assert sorted(os.path.basename(p) for p, _ in skipped) == ["DEADJOE", "WS_FTP.LOG", "fake.jpg",
+                                                               "yaleB01_P00.info"]
 
 
 def _absent(tmp_path, demo_data):
@@ -100,7 +147,7 @@ def _truncated(tmp_path, demo_data):
 @pytest.mark.parametrize("make, reason", [
     (_absent, "no such file"),
     (_empty, "empty file"),
-    (_text, "not a JPEG, PNG or BMP"),
+    (_text, "not an image"),
     (_truncated, "truncated"),
 ])
 def test_broken_files_name_path_and_reason(tmp_path, demo_data, make, reason):
