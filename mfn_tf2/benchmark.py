@@ -34,6 +34,7 @@ import numpy as np
 
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
+from mfn_tf2.allocator import malloc_in_use
 from mfn_tf2.fileio import write_json, write_text
 from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, read_rgb
 from mfn_tf2.latency import (LatencyError, savedmodel_throughput, tflite_latency,
@@ -50,7 +51,7 @@ _MAX_IMAGES = 128
 
 
 def machine_info() -> dict:
-    """CPU model, cores, load and package versions of this machine."""
+    """CPU model, cores, load, package versions and malloc of this machine and process."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -64,7 +65,8 @@ def machine_info() -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "load_average": [round(v, 2) for v in os.getloadavg()], "versions": versions}
+            "load_average": [round(v, 2) for v in os.getloadavg()], "versions": versions,
+            "malloc": malloc_in_use()}
 
 
 def load_images(directory: str, limit: int = _MAX_IMAGES) -> np.ndarray:
@@ -223,7 +225,7 @@ def summary_lines(report: dict) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in mach["versions"].items() if v)
     lines = [f"machine: {mach['cpu']}, {mach['cores']} cores ({mach['usable_cores']} usable), "
              f"load {mach['load_average']} -> {report['load_after']}",
-             f"versions: {versions}"]
+             f"versions: {versions}; malloc: {mach['malloc']}"]
     threads = [f"LiteRT {','.join(map(str, s['threads']))}"] if report["models"] else []
     if "tf_intra_op" in s:
         threads.append(f"TensorFlow intra-op {s['tf_intra_op'] or 'default'}, "
