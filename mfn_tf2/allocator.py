@@ -21,14 +21,16 @@ import sysconfig
 
 LIBRARY = "libtcmalloc_minimal.so.4"
 # Folders searched for LIBRARY (the multiarch one is Debian's).
-_FOLDERS = (f"/usr/lib/{sysconfig.get_config_var('MULTIARCH') or ''}", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+_FOLDERS = (f"/usr/lib/{sysconfig.get_config_var('MULTIARCH') or ''}", "/usr/lib64", "/usr/lib",
+            "/usr/local/lib")
 # Environment variable that turns the re-exec off ("0", "false", "no", "off").
 SWITCH = "MFN_TF2_TCMALLOC"
 
 
 def find_tcmalloc() -> str | None:
     """The path of tcmalloc (minimal) on this machine, or None."""
-    return next((os.path.join(d, LIBRARY) for d in _FOLDERS if os.path.isfile(os.path.join(d, LIBRARY))), None)
+    paths = (os.path.join(folder, LIBRARY) for folder in _FOLDERS)
+    return next((path for path in paths if os.path.isfile(path)), None)
 
 
 def preload_env(environ: dict) -> dict | None:

@@ -26,9 +26,10 @@ layer; the kit builds its models with ``model.build_backbone``).
 
 Example:
     >>> from mfn_tf2.backend import tf
-    >>> act = PReLU(shared_axes=[1, 2])
+    >>> from mfn_tf2.backend import keras
+    >>> act = PReLU(keras.initializers.Constant(0.25), shared_axes=[1, 2])
     >>> act(tf.constant([[[[-2.0, 3.0]]]]), training=True).numpy().tolist()
-    [[[[0.0, 3.0]]]]
+    [[[[-0.5, 3.0]]]]
 """
 from __future__ import annotations
 

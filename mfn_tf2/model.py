@@ -13,8 +13,8 @@ conv to 512, global depthwise conv, linear embedding):
 The model is functional and made of Keras layers: its PReLU and Conv2D are
 ``layers.py``'s subclasses, which train faster and save as the built-in ones,
 so quantization aware training can wrap it and ``keras.Model.from_config``
-rebuilds it with no custom objects. Its input "image" is normalised pixels ((x - 127.5) / 128)
-and its output the raw, not L2-normalised, embedding.
+rebuilds it with no custom objects. Its input "image" is normalised pixels
+((x - 127.5) / 128) and its output the raw, not L2-normalised, embedding.
 
 Example:
     >>> from mfn_tf2.config import MODEL_PRESETS

@@ -55,7 +55,8 @@ def test_grouped_conv_trains_as_depthwise_with_keras_results(per_group, strides,
     fast.build(x.shape)
     slow.build(x.shape)
     assert fast.kernel.shape == (3, 3, per_group, 16)
-    weights = [np.random.default_rng(3).normal(0, 0.3, w.shape).astype(np.float32) for w in slow.get_weights()]
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(0, 0.3, w.shape).astype(np.float32) for w in slow.get_weights()]
     fast.set_weights(weights)
     slow.set_weights(weights)
     assert_same(outputs_and_gradients(fast, x, True), outputs_and_gradients(slow, x, True))
