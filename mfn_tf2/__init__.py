@@ -2,7 +2,8 @@
 verify on pairs, quantize, export to SavedModel / TFLite, benchmark on LiteRT.
 
 Importing the package is cheap: TensorFlow is loaded only when a name that
-needs it is first used.
+needs it is first used. The command-line tools run with tcmalloc where it is
+installed (allocator.py).
 
 Example:
     >>> from mfn_tf2 import FeatureExtractor       # doctest: +SKIP
@@ -11,6 +12,13 @@ Example:
     (1, 256)
 """
 import importlib
+import sys
+
+if sys.argv[:1] == ["-m"]:
+    # `python -m mfn_tf2.<tool>` (argv[0] is "-m" while the package loads): restart
+    # once with tcmalloc before TensorFlow is imported (see allocator.py).
+    from mfn_tf2.allocator import reexec_with_tcmalloc
+    reexec_with_tcmalloc()
 
 __version__ = "0.1.0"
 

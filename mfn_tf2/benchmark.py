@@ -202,7 +202,7 @@ def summary_lines(report: dict) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in mach["versions"].items() if v)
     lines = [f"machine: {machine_line(mach)} ({mach['usable_cores']} usable), "
              f"load {mach['load_average']} -> {report['load_after']}",
-             f"versions: {versions}"]
+             f"versions: {versions}; malloc: {mach['malloc']}"]
     threads = [f"LiteRT {','.join(map(str, s['threads']))}"] if report["models"] else []
     if "tf_intra_op" in s:
         threads.append(f"TensorFlow intra-op {s['tf_intra_op'] or 'default'}, "

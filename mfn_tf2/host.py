@@ -17,6 +17,8 @@ import importlib.metadata
 import os
 import platform
 
+from mfn_tf2.allocator import malloc_in_use
+
 # /proc/cpuinfo flag -> name, for int8 dot products and bf16 arithmetic.
 INT8_FLAGS = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8",
               "asimddp": "ARM dotprod", "i8mm": "ARM i8mm"}
@@ -56,11 +58,11 @@ def describe_isa(flags: set[str]) -> str:
 
 
 def machine_info() -> dict:
-    """CPU model, its int8/bf16 instructions, cores, load and package versions of this machine.
+    """CPU model, its int8/bf16 instructions, cores, load, package versions and malloc in use.
 
     Example:
         >>> sorted(machine_info())
-        ['cores', 'cpu', 'isa', 'load_average', 'usable_cores', 'versions']
+        ['cores', 'cpu', 'isa', 'load_average', 'malloc', 'usable_cores', 'versions']
     """
     cpu = platform.processor() or platform.machine()
     try:
@@ -76,7 +78,8 @@ def machine_info() -> dict:
             versions[name] = None
     return {"cpu": cpu, "isa": describe_isa(cpu_flags()), "cores": os.cpu_count(),
             "usable_cores": len(os.sched_getaffinity(0)),
-            "load_average": [round(v, 2) for v in os.getloadavg()], "versions": versions}
+            "load_average": [round(v, 2) for v in os.getloadavg()], "versions": versions,
+            "malloc": malloc_in_use()}
 
 
 def machine_line(info: dict) -> str:

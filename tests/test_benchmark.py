@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from mfn_tf2.allocator import find_tcmalloc
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.config import ModelConfig
 from mfn_tf2.images import read_rgb
@@ -119,6 +120,12 @@ def test_cli_training_speed_synthetic_and_real(face_tree, tmp_path):
     assert training["images_per_second"] > 0 and training["steps"] == 2
     assert training["data"] == "synthetic" and training["classes"] == 10
     assert "training:" in res.stdout
+    # The CLI restarts itself with tcmalloc where it is installed (allocator.py), unless told not to.
+    malloc = json.loads(synthetic.read_text())["machine"]["malloc"]
+    assert malloc.startswith("tcmalloc") == (find_tcmalloc() is not None), malloc
+    assert f"malloc: {malloc}" in res.stdout
+    res = run_cli("benchmark", *common, "--json", synthetic, env={"MFN_TF2_TCMALLOC": "0"})
+    assert json.loads(synthetic.read_text())["machine"]["malloc"] == "the C library's"
 
     res = run_cli("benchmark", *common, "--train_directory", face_tree, "--pipeline_batches", "3",
                   "--json", real)
