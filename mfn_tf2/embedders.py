@@ -67,7 +67,7 @@ def _image_input(path: str, inputs: list[tuple[str, list]]) -> tuple[int, int]:
     """(height, width) of a model's one image input [(name, shape)]; else an EmbedderError."""
     if len(inputs) != 1:
         raise EmbedderError(f"{path}: the model takes {len(inputs)} inputs "
-                            f"({', '.join(repr(n) for n, _ in inputs)}); expected one image (batch, H, W, 3)")
+                            f"({', '.join(sorted(repr(n) for n, _ in inputs))}); expected one image (batch, H, W, 3)")
     name, shape = inputs[0]
     if len(shape) != 4 or shape[3] != 3:
         raise EmbedderError(f"{path}: input {name!r} has shape {shape}: expected an image (batch, H, W, 3)")

@@ -9,19 +9,9 @@ from mfn_tf2.export_form import export_form
 from mfn_tf2.model import build_backbone
 from mfn_tf2.quantize import activation_ranges, qat_model, quantize_scope
 from mfn_tf2.tflite import convert, op_report
-from test_tflite import load_faces, mean_cosine, run_tflite, spread_slopes
+from test_tflite import load_faces, mean_cosine, random_batchnorm, run_tflite, spread_slopes
 
 SIZE = 32
-
-
-def random_batchnorm(model: keras.Model, seed: int = 0) -> None:
-    """Non-trivial BatchNorm statistics, so that folding them is really tested."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
-                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,16 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.sum(a * b, axis=1)))
 
 
+def random_batchnorm(model: keras.Model, seed: int = 0) -> None:
+    """Non-trivial BatchNorm statistics (as after training), so that folding and int8 ranges are really tested."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
+
+
 def spread_slopes(model: keras.Model, slopes=(-0.5, 0.0, 0.3, 1.0, 1.7, 3.0)) -> None:
     """Sets PReLU slopes channel by channel from ``slopes`` (negative, 0..1 and > 1)."""
     for layer in model.layers:
@@ -64,6 +74,7 @@ def small(demo_data):
     """A small backbone (some slopes > 1 and < 0), calibration and test faces."""
     keras.utils.set_random_seed(0)
     backbone = build_backbone(ModelConfig(width=0.25, image_size=SIZE, embedding_dim=32))
+    random_batchnorm(backbone)
     spread_slopes(backbone, slopes=(-0.2, 0.1, 0.25, 0.6, 1.3))
     faces = load_faces(demo_data / "heldout", SIZE, 48)
     return backbone, faces[:32], faces[32:]
