@@ -200,13 +200,13 @@ def int8_markdown(rows: list[dict]) -> list[str]:
 
 
 def report_markdown(out: str, source: str, result: dict, names: list[str], files: dict, parity: list[dict],
-                    latency: dict, threshold: dict, failed: dict, int8: list[dict]) -> str:
+                    latency: dict, threshold: dict, failed: dict, int8: list[dict], machine: dict) -> str:
     """report.md: the verification table, the int8 table, files with sizes and latency, parity verdicts."""
     from mfn_tf2.host import machine_line
     from mfn_tf2.verification import markdown_table
     lines = [f"# Export report: {out}", "", f"Source: `{source}`. Pairs: `{result['pairs']['source']}` "
              f"({result['pairs']['n_pairs']} pairs, {result['pairs']['n_images']} images). "
-             f"Latency measured on {machine_line(machine_info())}.", "",
+             f"Latency measured on {machine_line(machine)}.", "",
              "## Verification (10-fold protocol of the pairs file; cosine scores)", "",
              markdown_table(result, names), "", "![ROC curves and score histograms](roc.png)", "",
              *int8_markdown(int8),
@@ -287,7 +287,8 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     write_json(os.path.join(exp.out, "report.json"), report)
     from mfn_tf2.fileio import write_text
     write_text(os.path.join(exp.out, "report.md"),
-               report_markdown(exp.out, model_path, result, names, files, parity, latency, threshold, failed, int8))
+               report_markdown(exp.out, model_path, result, names, files, parity, latency, threshold, failed, int8,
+                               report["machine"]))
     if exp.android_assets:
         write_assets(exp.out, exp.android_assets, pairs, log)
     return report

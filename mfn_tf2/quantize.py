@@ -106,17 +106,19 @@ def _annotate(layer):
     return _Q.quantize_annotate_layer(layer.__class__.from_config(config))
 
 
-def _range_variables(layer):
-    """The (min, max) variables of a QAT layer's output quantizer, or None.
+def _range_variables(qat: keras.Model) -> list[tuple]:
+    """[(layer, (min variable, max variable))] of every output quantizer of a QAT model, in order.
 
     "output_*" (our configs, Add, ...), "post_activation_*" (convs), "<name>_*"
     (the input quantizer).
     """
-    found = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights if w.shape.rank == 0}
-    for kind in ("output", "post_activation", layer.name):
-        if f"{kind}_min" in found:
-            return found[f"{kind}_min"], found[f"{kind}_max"]
-    return None
+    ranges = []
+    for layer in qat.layers:
+        found = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights if w.shape.rank == 0}
+        kind = next((k for k in ("output", "post_activation", layer.name) if f"{k}_min" in found), None)
+        if kind:
+            ranges.append((layer, (found[f"{kind}_min"], found[f"{kind}_max"])))
+    return ranges
 
 
 def _start_ranges(qat: keras.Model, fast: keras.Model, images: np.ndarray, batch: int = 16) -> None:
@@ -127,17 +129,16 @@ def _start_ranges(qat: keras.Model, fast: keras.Model, images: np.ndarray, batch
     guess (clipping large activations, wasting levels on small ones). The
     moving average of per-batch min/max settles at their mean: start there.
     """
-    layers = {layer: (layer.layer.name if hasattr(layer, "layer") else None) for layer in qat.layers
-              if _range_variables(layer) is not None}
-    probe = keras.Model(fast.input, [fast.get_layer(name).output if name else fast.input
-                                     for name in layers.values()])
+    quantized = _range_variables(qat)
+    # A wrapper's float twin in the export form has the wrapped layer's name; the input quantizer's is the input.
+    probe = keras.Model(fast.input, [fast.get_layer(layer.layer.name).output if hasattr(layer, "layer")
+                                     else fast.input for layer, _ in quantized])
     lows, highs = [], []
     for start in range(0, len(images), batch):
         outs = probe(images[start:start + batch], training=False)
         lows.append([min(float(np.min(o)), 0.0) for o in outs])   # zero stays in range (TFLite)
         highs.append([max(float(np.max(o)), 0.0) for o in outs])
-    for layer, low, high in zip(layers, np.mean(lows, axis=0), np.mean(highs, axis=0)):
-        low_var, high_var = _range_variables(layer)
+    for (_, (low_var, high_var)), low, high in zip(quantized, np.mean(lows, axis=0), np.mean(highs, axis=0)):
         low_var.assign(low)
         high_var.assign(high)
 
@@ -184,8 +185,7 @@ def activation_ranges(qat: keras.Model) -> dict[str, tuple[float, float]]:
         >>> activation_ranges(qat)["quant_stem_conv"]      # doctest: +SKIP
         (-5.2, 6.1)
     """
-    return {layer.name: tuple(float(v.numpy()) for v in _range_variables(layer)) for layer in qat.layers
-            if _range_variables(layer) is not None}
+    return {layer.name: (float(low.numpy()), float(high.numpy())) for layer, (low, high) in _range_variables(qat)}
 
 
 __all__ = ["OutputQuantizeConfig", "CUSTOM_OBJECTS", "quantize_scope", "int8_grid", "qat_model",
