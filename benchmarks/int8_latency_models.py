@@ -19,7 +19,7 @@ from mfn_tf2.config import MODEL_PRESETS, PIXEL_MEAN, PIXEL_STD, replace
 from mfn_tf2.export_form import export_form
 from mfn_tf2.fileio import write_bytes
 from mfn_tf2.latency import smooth_images
-from mfn_tf2.model import build_backbone
+from mfn_tf2.backbones import build_backbone
 from mfn_tf2.tflite import convert
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 # Paper Table 1 bottlenecks: (expansion t, output channels c, repeats n, first stride s),
-# as in mfn_tf2.model.PAPER_BOTTLENECKS.
+# as in mfn_tf2.backbones.PAPER_BOTTLENECKS.
 BOTTLENECKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
 
 

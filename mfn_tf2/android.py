@@ -16,7 +16,7 @@ import os
 import cv2
 import numpy as np
 
-from mfn_tf2.align import align_face, template_for, template_points, warp_matrix
+from mfn_tf2.alignment import align_face, template_for, template_points, warp_matrix
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import write_bytes, write_json, write_text
 from mfn_tf2.images import read_rgb

@@ -26,7 +26,7 @@ import tempfile
 from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.fileio import write_json
-from mfn_tf2.model import build_backbone
+from mfn_tf2.backbones import build_backbone
 
 RUN_FILE = "run.json"
 

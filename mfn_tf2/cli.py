@@ -37,7 +37,8 @@ def str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _number_list(kind):
+def number_list(kind):
+    """An argparse ``type`` for comma-separated numbers: "1,2,4" -> (1, 2, 4)."""
     def parse(text: str):
         try:
             return tuple(kind(v) for v in text.split(",") if v.strip())
@@ -54,10 +55,30 @@ def _str_list(text: str):
 _PARSERS = {
     "int": int, "float": float, "str": str, "bool": str2bool, "bool | None": str2bool,
     "str | None": str, "int | None": int, "float | None": float,
-    "tuple[float, ...]": _number_list(float),
-    "tuple[int, int, int, int] | None": _number_list(int),
+    "tuple[float, ...]": number_list(float),
+    "tuple[int, int, int, int] | None": number_list(int),
     "tuple[str, ...]": _str_list,
 }
+
+
+def pre_parse(argv, **flags) -> argparse.Namespace:
+    """Reads the few flags whose values set other flags' defaults (``--preset``, ``--recipe``).
+
+    Args:
+        argv: the command line (None: sys.argv[1:]).
+        flags: {name: (choices, default)}.
+
+    Returns:
+        A namespace with just those flags; the rest of ``argv`` is ignored here.
+
+    Example:
+        >>> pre_parse(["x", "--preset", "paper"], preset=(["seed", "paper"], "seed")).preset
+        'paper'
+    """
+    first = argparse.ArgumentParser(add_help=False)
+    for name, (choices, default) in flags.items():
+        first.add_argument(f"--{name}", choices=sorted(choices), default=default)
+    return first.parse_known_args(argv)[0]
 
 
 def field_help(cls) -> dict[str, str]:

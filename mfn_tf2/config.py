@@ -331,6 +331,9 @@ _TRAIN_RULES = {
 
 # Every export format, in the order files are written.
 FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
+# Export format -> file name inside the export folder.
+EXPORT_FILES = {"saved_model": "saved_model", "fp32": "model_fp32.tflite", "fp16": "model_fp16.tflite",
+         "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite", "qat_int8": "model_qat_int8.tflite"}
 
 
 @dataclass(frozen=True)
@@ -441,6 +444,6 @@ def from_dict(cls, values: dict):
 
 
 __all__ = ["ModelConfig", "DataConfig", "EvalConfig", "TrainConfig", "ExportConfig",
-           "MODEL_PRESETS", "PRELU_SLOPES", "FORMATS", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
+           "MODEL_PRESETS", "PRELU_SLOPES", "FORMATS", "EXPORT_FILES", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
            "set_name",
            "from_dict"]

@@ -282,14 +282,14 @@ class FeatureExtractor:
             images: already aligned face crops, or photos when ``landmarks`` is given.
             landmarks: (5, 2) or (N, 5, 2) detector points (x, y) per image (eyes,
                 nose, mouth corners): each image is first warped onto the ArcFace
-                template at the model's input size (``mfn_tf2.align``).
+                template at the model's input size (``mfn_tf2.alignment``).
 
         Returns:
             (N, D) float32 L2-normalised embeddings.
         """
         images = check_images(images)
         if landmarks is not None:
-            from mfn_tf2.align import align_face, template_for
+            from mfn_tf2.alignment import align_face, template_for
             points = np.asarray(landmarks, np.float64)
             if points.shape[-2:] != (5, 2) or points.reshape(-1, 5, 2).shape[0] != len(images):
                 raise EmbedderError(f"landmarks have shape {points.shape}: expected (5, 2) points (x, y) "

@@ -29,7 +29,7 @@ per-channel MUL is this form's main cost; LEAKY_RELU (shared slopes) has none.
 
 Example:
     >>> from mfn_tf2.config import ModelConfig
-    >>> from mfn_tf2.model import build_backbone
+    >>> from mfn_tf2.backbones import build_backbone
     >>> backbone = build_backbone(ModelConfig(width=0.25, image_size=32))
     >>> fast = export_form(backbone)           # same embedding, int8-friendly graph
     >>> sorted({type(layer).__name__ for layer in fast.layers})
@@ -178,7 +178,7 @@ def export_form(model: keras.Model) -> keras.Model:
 
     Example:
         >>> from mfn_tf2.config import ModelConfig
-        >>> from mfn_tf2.model import build_backbone
+        >>> from mfn_tf2.backbones import build_backbone
         >>> backbone = build_backbone(ModelConfig(width=0.25, image_size=32, prelu="shared"))
         >>> x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
         >>> fast = export_form(backbone)

@@ -20,7 +20,7 @@ the scales of the ``.tflite``).
 
 Example:
     >>> from mfn_tf2.config import ModelConfig
-    >>> from mfn_tf2.model import build_backbone
+    >>> from mfn_tf2.backbones import build_backbone
     >>> backbone = build_backbone(ModelConfig(width=0.25, image_size=32))
     >>> qat = qat_model(backbone)              # fake-quantized export form, trainable
     >>> qat.output_shape

@@ -7,7 +7,7 @@ builds the optimizer with warm-up and decay from a ``TrainConfig``.
 
 Example:
     >>> from mfn_tf2.config import ModelConfig, TrainConfig
-    >>> from mfn_tf2.model import build_backbone
+    >>> from mfn_tf2.backbones import build_backbone
     >>> rec = Recognizer(build_backbone(ModelConfig(width=0.25, image_size=32)), num_classes=10)
     >>> rec.compile(optimizer=make_optimizer(TrainConfig(), steps_per_epoch=5))
     >>> # rec.fit(dataset_of_images_and_labels, epochs=1)

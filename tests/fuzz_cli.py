@@ -67,7 +67,7 @@ def build_inputs(work: str) -> dict:
     from mfn_tf2.backend import keras, tf
     from mfn_tf2.checkpoints import claim_directory, training_checkpoint
     from mfn_tf2.config import ModelConfig
-    from mfn_tf2.model import build_backbone
+    from mfn_tf2.backbones import build_backbone
     from mfn_tf2.recognizer import Recognizer
     from mfn_tf2.tflite import convert
     root = Path(work)

@@ -1,4 +1,4 @@
-"""5-point alignment onto the ArcFace template (mfn_tf2/align.py) on real faces."""
+"""5-point alignment onto the ArcFace template (mfn_tf2/alignment.py) on real faces."""
 import json
 
 import cv2
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import DEMO_DATA, run_cli
-from mfn_tf2.align import TEMPLATES, align_face, similarity_transform, template_points, warp_matrix
+from mfn_tf2.alignment import TEMPLATES, align_face, similarity_transform, template_points, warp_matrix
 from mfn_tf2.embedders import EmbedderError, FeatureExtractor
 from mfn_tf2.images import read_rgb
 

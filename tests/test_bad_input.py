@@ -73,7 +73,7 @@ def tflite_bytes():
     "two_outputs": a feature map and the embedding}."""
     from mfn_tf2.backend import keras
     from mfn_tf2.config import ModelConfig
-    from mfn_tf2.model import build_backbone
+    from mfn_tf2.backbones import build_backbone
     from mfn_tf2.tflite import convert
     keras.utils.set_random_seed(0)
     backbone = build_backbone(ModelConfig(image_size=SIZE, width=0.25, embedding_dim=32))

@@ -11,7 +11,7 @@ from mfn_tf2.config import ModelConfig
 from mfn_tf2.images import read_rgb
 from mfn_tf2.latency import (LatencyError, model_input, smooth_images, savedmodel_throughput,
                              tflite_latency, tflite_throughput)
-from mfn_tf2.model import build_backbone
+from mfn_tf2.backbones import build_backbone
 
 TINY = ModelConfig(width=0.25, image_size=32, embedding_dim=16)
 TINY_FLAGS = ["--width", "0.25", "--image_size", "32", "--embedding_dim", "16"]

@@ -81,7 +81,7 @@ def test_pack_reads_pgm(yale, tmp_path):
 
 
 def test_calibration_reads_pgm(yale):
-    from mfn_tf2.export import calibration_images
+    from mfn_tf2.exporting import calibration_images
     tree, _ = yale
     x = calibration_images(str(tree), 32, 8)
     assert x.shape == (8, 32, 32, 3) and np.isfinite(x).all() and x.std() > 0.1

@@ -5,7 +5,7 @@ import pytest
 from mfn_tf2 import layers
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.config import PRELU_SLOPES, ModelConfig
-from mfn_tf2.model import build_backbone
+from mfn_tf2.backbones import build_backbone
 from mfn_tf2.export_form import export_form
 from mfn_tf2.tflite import convert
 from test_tflite import load_faces, mean_cosine, run_tflite

@@ -6,7 +6,7 @@ from PIL import Image
 from conftest import run_cli
 from mfn_tf2.backend import keras
 from mfn_tf2.config import MODEL_PRESETS, PIXEL_MEAN, PIXEL_STD, ModelConfig, replace
-from mfn_tf2.model import backbone_config, build_backbone, complexity
+from mfn_tf2.backbones import backbone_config, build_backbone, complexity
 
 SMALL = ModelConfig(width=0.25, image_size=32)
 

@@ -32,7 +32,7 @@ def _two_outputs(backbone):
 def uint8_two_output(backbone, tiny_run, tmp_path_factory):
     """A full-integer .tflite with uint8 input and uint8 outputs (classifier, embedding)."""
     from mfn_tf2.backend import tf
-    from mfn_tf2.export import calibration_images
+    from mfn_tf2.exporting import calibration_images
     faces = calibration_images(str(tiny_run[1]), backbone.input_shape[1], 32)
     converter = tf.lite.TFLiteConverter.from_keras_model(_two_outputs(backbone))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

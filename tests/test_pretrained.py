@@ -14,7 +14,7 @@ import pytest
 from conftest import TINY_MODEL_FLAGS, make_face_tree, run_cli, write_plain_pairs
 from mfn_tf2.backend import tf
 from mfn_tf2.checkpoints import CheckpointError, load_backbone, load_pretrained, model_config
-from mfn_tf2.model import build_backbone
+from mfn_tf2.backbones import build_backbone
 from mfn_tf2.recognizer import Recognizer
 
 
@@ -28,7 +28,7 @@ def _recognizer(cfg, num_classes):
 @pytest.fixture(scope="module")
 def saved(tiny_run, tmp_path_factory):
     """(weights dir, its class names, its backbone weights, {form: path})."""
-    from mfn_tf2.export import write_saved_model
+    from mfn_tf2.exporting import write_saved_model
     weights = tiny_run[0]
     root = tmp_path_factory.mktemp("pretrained")
     backbone = load_backbone(str(weights))

@@ -6,7 +6,7 @@ from ai_edge_litert.interpreter import Interpreter
 from mfn_tf2.backend import keras
 from mfn_tf2.config import ModelConfig
 from mfn_tf2.export_form import export_form
-from mfn_tf2.model import build_backbone
+from mfn_tf2.backbones import build_backbone
 from mfn_tf2.quantize import activation_ranges, qat_model, quantize_scope
 from mfn_tf2.tflite import convert, op_report
 from test_tflite import load_faces, mean_cosine, random_batchnorm, run_tflite, spread_slopes

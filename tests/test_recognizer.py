@@ -4,7 +4,7 @@ import pytest
 
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.config import ModelConfig, TrainConfig, replace
-from mfn_tf2.model import build_backbone
+from mfn_tf2.backbones import build_backbone
 from mfn_tf2.recognizer import Recognizer, WarmupDecay, make_optimizer, set_precision
 
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from mfn_tf2.backend import keras
 from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD, ModelConfig
-from mfn_tf2.model import build_backbone
+from mfn_tf2.backbones import build_backbone
 from mfn_tf2.export_form import export_form
 from mfn_tf2.quantize import qat_model
 from mfn_tf2.fileio import write_bytes
@@ -86,7 +86,7 @@ KIND_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "dynamic": 0.98, "int8": 0.98,
 @pytest.mark.parametrize("kind", sorted(KIND_MIN_COSINE))
 def test_every_kind_converts_and_runs_in_litert(small, kind):
     backbone, calibration, faces = small
-    # int8 converts the export form (as export.py does); qat_int8 the QAT model itself,
+    # int8 converts the export form (as exporting.py does); qat_int8 the QAT model itself,
     # its ranges started on the calibration faces.
     prepare = {"int8": export_form, "qat_int8": lambda m: qat_model(m, calibration=calibration)}
     source = prepare.get(kind, lambda m: m)(backbone)

@@ -1,0 +1,214 @@
+"""The benchmark runner: LiteRT latency and throughput, delegation, training and pipeline speed.
+
+``run(args, configs)`` measures what the shell ``python -m mfn_tf2.benchmark``
+was asked for and returns the report dict that ``reports.render_text`` /
+``render_markdown`` print; ``bench_exports`` is the demo's latency table of an
+export folder. Timing itself is ``latency.py``'s.
+
+Example:
+    >>> bench_exports("export/demo", {"fp32": "model_fp32.tflite"})[0]["p50_2"]   # doctest: +SKIP
+    1.95
+"""
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import time
+
+import numpy as np
+
+from mfn_tf2 import config as C
+from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, read_rgb
+from mfn_tf2.latency import (LatencyError, savedmodel_throughput, tflite_latency,
+                             tflite_throughput)
+from mfn_tf2.reports import machine_info
+
+# Real faces read for --images (enough for 4 distinct batches of 32).
+_MAX_IMAGES = 128
+
+
+def load_images(directory: str, limit: int = _MAX_IMAGES) -> np.ndarray:
+    """Up to ``limit`` faces found under ``directory`` (sorted), as uint8 (N, H, W, 3).
+
+    Images of another size are resized to the first one's.
+
+    Raises:
+        LatencyError: the folder holds no readable image.
+    """
+    import cv2
+    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(directory)
+                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))[:limit]
+    if not paths:
+        raise LatencyError(f"--images {directory}: no JPEG/PNG/BMP images found")
+    try:
+        faces = [read_rgb(p) for p in paths]
+    except ImageError as err:
+        raise LatencyError(f"--images: {err}") from None
+    h, w = faces[0].shape[:2]
+    return np.stack([f if f.shape[:2] == (h, w) else cv2.resize(f, (w, h)) for f in faces])
+
+
+def delegation(path: str, threads: int) -> dict:
+    """Op count and the ops XNNPACK leaves to the builtin kernels ("OP (dtype)", with counts)."""
+    from mfn_tf2.tflite import op_report
+    report = op_report(path, num_threads=threads)
+    slow = collections.Counter(f"{op['op']} ({op['dtype']})" for op in report if not op["delegated"])
+    return {"ops": len(report), "not_delegated": [f"{n} x {name}" for name, n in sorted(slow.items())]}
+
+
+def bench_tflite(path: str, args, images) -> dict:
+    """Latency per thread count at batch 1, throughput at ``--batch``, size and delegation."""
+    result = {"model": path, "kind": "tflite", "size_mb": os.path.getsize(path) / 2**20, "runs": []}
+    for threads in args.threads:
+        stats = tflite_latency(path, threads, runs=args.runs, warmup=args.warmup, images=images)
+        stats["throughput"] = tflite_throughput(path, threads, args.batch, images=images)
+        result["runs"].append(stats)
+    result.update(delegation(path, max(args.threads)))
+    return result
+
+
+def bench_savedmodel(path: str, args, images) -> dict:
+    """Images/s of a SavedModel at ``--batch``."""
+    speed = savedmodel_throughput(path, args.batch, images=images)
+    return {"model": path, "kind": "saved_model", "runs": [{"batch": args.batch, "throughput": speed}]}
+
+
+def train_speed(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, train_cfg: C.TrainConfig,
+                steps: int, warmup: int, num_classes: int = 1000) -> dict:
+    """Training images/s of a configuration at steady state.
+
+    Args:
+        model_cfg: the backbone and head.
+        data_cfg: batch_size; with a train_directory the real pipeline feeds
+            the model, else one batch of random normalised images.
+        train_cfg: optimizer and mixed_precision.
+        steps: timed optimizer steps.
+        warmup: untimed steps first (the first one traces the graph).
+        num_classes: identities of the synthetic data.
+
+    Returns:
+        dict(images_per_second, step_ms (mean), steps, batch_size, precision, ...).
+    """
+    from mfn_tf2.backend import tf
+    from mfn_tf2.backbones import build_backbone, complexity
+    from mfn_tf2.recognizer import Recognizer, make_optimizer, set_precision
+    policy = set_precision(train_cfg.mixed_precision)
+    batch = data_cfg.batch_size
+    if data_cfg.train_directory:
+        data = _open_data(data_cfg, model_cfg.image_size)
+        dataset, num_classes = data.train_dataset().repeat(), data.num_classes
+    else:
+        size = model_cfg.image_size
+        images = tf.random.uniform((batch, size, size, 3), -1.0, 1.0, seed=train_cfg.seed)
+        labels = tf.random.uniform((batch,), 0, num_classes, tf.int32, seed=train_cfg.seed)
+        dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    backbone = build_backbone(model_cfg)
+    recognizer = Recognizer(backbone, num_classes, model_cfg.loss_scale, model_cfg.loss_margin)
+    recognizer.compile(optimizer=make_optimizer(train_cfg, steps_per_epoch=1000))
+    step = recognizer.make_train_function()
+    batches = iter(dataset)
+    for _ in range(warmup):
+        step(batches)
+    times, cpu_start = [], time.process_time()
+    for _ in range(steps):
+        start = time.perf_counter()
+        logs = step(batches)
+        times.append(time.perf_counter() - start)
+    cpu_seconds = time.process_time() - cpu_start
+    if not np.isfinite(float(logs["loss"])):
+        raise FloatingPointError(f"training loss became {float(logs['loss'])} while benchmarking")
+    return {**_rates(steps * batch, sum(times), cpu_seconds), "step_ms": 1e3 * float(np.mean(times)),
+            "step_ms_min": 1e3 * float(np.min(times)), "steps": steps, "warmup": warmup,
+            "batch_size": batch, "precision": policy, "optimizer": train_cfg.optimizer,
+            "classes": num_classes, "data": data_cfg.train_directory or "synthetic",
+            "model": C.to_dict(model_cfg), "macs_per_image": complexity(backbone)["macs"]}
+
+
+def pipeline_speed(data_cfg: C.DataConfig, image_size: int, batches: int) -> dict:
+    """Images/s of the input pipeline alone (decode, augment, batch), no model.
+
+    The first batch (file listing, buffer filling) is not timed.
+    """
+    data = _open_data(data_cfg, image_size)
+    stream = iter(data.train_dataset().repeat())
+    next(stream)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        next(stream)
+    elapsed, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return {**_rates(batches * data_cfg.batch_size, elapsed, cpu_seconds), "batches": batches,
+            "batch_size": data_cfg.batch_size, "data": data_cfg.train_directory,
+            "num_train": data.num_train, "classes": data.num_classes}
+
+
+def _rates(images: int, wall_seconds: float, cpu_seconds: float) -> dict:
+    """images/s, images per CPU-second, and the share of the usable cores this process
+    kept busy (well below 1: other programs took the rest)."""
+    return {"images_per_second": images / wall_seconds, "images_per_cpu_second": images / cpu_seconds,
+            "cpu_share": cpu_seconds / (wall_seconds * len(os.sched_getaffinity(0)))}
+
+
+def _open_data(data_cfg: C.DataConfig, image_size: int):
+    from mfn_tf2.data import open_training_data
+    return open_training_data(C.replace(data_cfg, image_size=image_size))
+
+
+def _tf_threads() -> dict:
+    """TensorFlow's intra/inter-op pool sizes (0: its default), when TensorFlow is in use."""
+    if "mfn_tf2.backend" not in sys.modules:
+        return {}
+    threading = sys.modules["mfn_tf2.backend"].tf.config.threading
+    return {"tf_intra_op": threading.get_intra_op_parallelism_threads(),
+            "tf_inter_op": threading.get_inter_op_parallelism_threads()}
+
+
+def run(args, configs: dict, log=print) -> dict:
+    """Benchmarks everything ``args`` asks for and returns the report dict."""
+    report = {"machine": machine_info(),
+              "settings": {"threads": list(args.threads), "runs": args.runs, "warmup": args.warmup,
+                           "batch": args.batch, "images": args.images or "smooth random"},
+              "models": []}
+    images = load_images(args.images) if args.images else None
+    for path in args.models:
+        log(f"benchmarking {path}")
+        bench = bench_tflite if os.path.isfile(path) else bench_savedmodel
+        report["models"].append(bench(path, args, images))
+    if args.train:
+        model_cfg, data_cfg = configs["model"], configs["data"]
+        if data_cfg.train_directory:
+            log(f"input pipeline on {data_cfg.train_directory}")
+            report["pipeline"] = pipeline_speed(data_cfg, model_cfg.image_size, args.pipeline_batches)
+        log(f"training {model_cfg.arch} at batch {data_cfg.batch_size} ({configs['train'].mixed_precision})")
+        report["training"] = train_speed(model_cfg, data_cfg, configs["train"], args.train_steps,
+                                         args.train_warmup, args.classes)
+    report["settings"].update(_tf_threads())
+    report["load_after"] = [round(v, 2) for v in os.getloadavg()]
+    return report
+
+
+def bench_exports(export_dir: str, files: dict) -> list[dict]:
+    """Latency at batch 1 on 1 and 2 threads of every .tflite file of an export folder.
+
+    Args:
+        export_dir: the export folder.
+        files: {format: file name} (the export report's "files").
+
+    Returns:
+        One row per .tflite file: format, file, size_mb, p50_1, p50_2, p90_2 (ms)
+        and the ops XNNPACK leaves to the builtin kernels.
+    """
+    from mfn_tf2.tflite import reference_only_ops
+    rows = []
+    for fmt, name in files.items():
+        if name.endswith(".tflite"):
+            path = os.path.join(export_dir, name)
+            lat = {t: tflite_latency(path, threads=t, runs=100, warmup=10) for t in (1, 2)}
+            rows.append({"format": fmt, "file": name, "size_mb": os.path.getsize(path) / 1e6,
+                         "p50_1": lat[1]["p50"], "p50_2": lat[2]["p50"], "p90_2": lat[2]["p90"],
+                         "not_delegated": reference_only_ops(path)})
+    return rows
+
+
+__all__ = ["run", "bench_tflite", "bench_savedmodel", "bench_exports", "train_speed", "pipeline_speed",
+           "load_images", "delegation"]

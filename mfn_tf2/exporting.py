@@ -1,0 +1,264 @@
+"""The export runner: strip the head, quantize, convert, and prove every model against the float one.
+
+``run(model_path, exp, eval_cfg, data_cfg)`` loads the float backbone, writes
+the SavedModel (uint8 RGB in, unit embedding out), fine-tunes the QAT model
+when ``qat_int8`` is asked (``finetune``: the export form with fake-quant ops
+and the trained ArcFace head), converts every requested TFLite format, verifies
+all of them on the same pairs, measures their latency and writes
+``metadata.json``, ``report.md`` / ``report.json`` (``reports.py``) and, when
+asked, the Android assets. The shell ``python -m mfn_tf2.export`` parses flags
+and calls ``run``; ``mfn_tf2.demo`` calls it directly.
+
+Example (the demo's weights, every format; a few minutes on 2 cores):
+    >>> from mfn_tf2 import config as C
+    >>> report = run("demo_out/weights", C.ExportConfig(out="export/demo"),
+    ...              C.EvalConfig(pairs_filename="data/lfw_demo/pairs_heldout.txt",
+    ...                           data_directory="data/lfw_demo/heldout"),
+    ...              C.DataConfig(train_directory="data/lfw_demo/train"))   # doctest: +SKIP
+    >>> report["ok"], sorted(report["files"])                             # doctest: +SKIP
+    (True, ['dynamic', 'fp16', 'fp32', 'int8', 'qat_int8', 'saved_model'])
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from mfn_tf2 import config as C
+from mfn_tf2.android import write_assets
+from mfn_tf2.backend import keras, tf
+from mfn_tf2.checkpoints import load_backbone, read_run, restore_head
+from mfn_tf2.embedders import EmbedderError, FeatureExtractor
+from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
+from mfn_tf2.images import read_rgb, split_images, warn_skipped
+from mfn_tf2.reports import export_markdown, int8_summary, machine_info
+from mfn_tf2.shards import DataError
+from mfn_tf2.verification import load_pairs, verify_models
+
+
+
+THRESHOLD_FAR = 1e-3
+
+
+class ExportError(ValueError):
+    """An export that cannot start or whose models fail the parity check."""
+
+
+def load_float_model(path: str) -> tuple[keras.Model, dict | None]:
+    """The backbone of a training directory or a Keras SavedModel, and the run's info."""
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        try:
+            return keras.models.load_model(path, compile=False), None
+        except (ValueError, OSError) as err:
+            raise ExportError(f"{path}: not a Keras SavedModel of a backbone ({err})") from None
+    if read_run(path) is None:
+        raise ExportError(f"{path}: not a training directory (run.json) nor a SavedModel (saved_model.pb)")
+    return load_backbone(path), read_run(path)
+
+
+def calibration_images(folder: str, size: int, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` real faces from ``folder`` (recursively), normalised, (N, size, size, 3) float32."""
+    paths, skipped = split_images(sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files))
+    warn_skipped(skipped)
+    if not paths:
+        raise ExportError(f"--representative_dir {folder}: no images found")
+    chosen = np.random.default_rng(seed).choice(paths, size=min(count, len(paths)), replace=False)
+    x = np.stack([cv2.resize(read_rgb(p), (size, size), interpolation=cv2.INTER_AREA) for p in chosen])
+    return ((x.astype(np.float32) - C.PIXEL_MEAN) / C.PIXEL_STD).astype(np.float32)
+
+
+class _Serving(tf.Module):
+    """RGB uint8 (B, S, S, 3) -> L2-normalised embedding, pre-processing inside the graph."""
+
+    def __init__(self, backbone: keras.Model):
+        super().__init__()
+        self.backbone = backbone
+        size = backbone.input_shape[1]
+        self.serve = tf.function(self._serve, input_signature=[
+            tf.TensorSpec((None, size, size, 3), tf.uint8, name="image")])
+
+    def _serve(self, image):
+        x = (tf.cast(image, tf.float32) - C.PIXEL_MEAN) / C.PIXEL_STD
+        return {"embedding": tf.math.l2_normalize(self.backbone(x, training=False), axis=1)}
+
+
+def write_saved_model(backbone: keras.Model, path: str) -> None:
+    """A SavedModel whose ``serving_default`` takes uint8 RGB and returns unit embeddings."""
+    module = _Serving(backbone)
+    with atomic_directory(path) as tmp:
+        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+
+
+def convert_all(backbone, exp: C.ExportConfig, calibration, qat, log) -> dict:
+    """Writes every requested TFLite file atomically; returns {format: path}."""
+    from mfn_tf2.export_form import export_form
+    from mfn_tf2.tflite import convert
+    # Which Keras graph each format is converted from: int8 files from the export
+    # form (post-training: calibrated; QAT: that same graph, fine-tuned).
+    sources = {"fp32": backbone, "fp16": backbone, "dynamic": backbone,
+               "int8": export_form(backbone) if "int8" in exp.formats else None, "qat_int8": qat}
+    written = {}
+    for fmt in exp.formats:
+        if fmt == "saved_model":
+            continue
+        path = os.path.join(exp.out, C.EXPORT_FILES[fmt])
+        write_bytes(path, convert(sources[fmt], fmt, calibration, per_tensor=exp.per_tensor))
+        written[fmt] = path
+        log(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+    return written
+
+
+def tensor_info(path: str) -> dict:
+    """Input and output name, shape, dtype and quantization of a .tflite file."""
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_path=path)
+    info = {}
+    for key, d in (("input", interp.get_input_details()[0]), ("output", interp.get_output_details()[0])):
+        scale, zero = d["quantization"]
+        info[key] = {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                     "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+    return info
+
+
+def metadata(backbone, files: dict, threshold: dict, model_cfg: dict | None) -> dict:
+    """What an app needs to feed each model and compare its embeddings."""
+    size = int(backbone.input_shape[1])
+    per_file = {os.path.basename(p): tensor_info(p) for p in files.values() if p.endswith(".tflite")}
+    if "saved_model" in files:
+        per_file["saved_model"] = {"input": {"name": "image", "shape": [-1, size, size, 3], "dtype": "uint8",
+                                             "quantization": None},
+                                   "output": {"name": "embedding", "shape": [-1, int(backbone.output_shape[-1])],
+                                              "dtype": "float32", "quantization": None}}
+    return {"preprocessing": {"channel_order": "RGB", "bgr": False, "pixel_range": [0, 255],
+                              "mean": C.PIXEL_MEAN, "std": C.PIXEL_STD, "crop": None,
+                              "input_size": [size, size], "resize": "area (downscale) / bilinear (upscale)",
+                              "formula": "float input = (pixel - mean) / std; int8 input = "
+                                         "round(float input / scale) + zero_point; the SavedModel takes "
+                                         "uint8 pixels and normalises inside"},
+            "embedding_dim": int(backbone.output_shape[-1]),
+            "output": "raw embedding (TFLite) or L2-normalised (SavedModel); L2-normalise, then "
+                      "cosine = dot product; same person when cosine >= threshold",
+            "threshold": threshold, "model": model_cfg, "files": per_file}
+
+
+def check_parity(result: dict, exp: C.ExportConfig) -> list[dict]:
+    """Per exported model: accuracy drop and cosine to the float reference, and a verdict."""
+    ref = result["models"][0]["report"]["accuracy"]
+    rows = []
+    for m in result["models"][1:]:
+        drop = 100 * (ref - m["report"]["accuracy"])
+        cos = m["agreement"]["mean"]
+        failures = ([f"accuracy -{drop:.2f} points > {exp.max_accuracy_drop}"] if drop > exp.max_accuracy_drop else []) \
+            + ([f"cosine {cos:.4f} < {exp.min_cosine}"] if cos < exp.min_cosine else [])
+        rows.append({"model": m["name"], "accuracy_drop_points": drop, "mean_cosine": cos,
+                     "ok": not failures, "why": "; ".join(failures)})
+    return rows
+
+
+def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: C.DataConfig, log=print) -> dict:
+    """Exports, verifies and reports; returns the report dict (``ok`` False on a parity failure)."""
+    from mfn_tf2.latency import tflite_latency
+    pairs = load_pairs(eval_cfg)
+    backbone, run_info = load_float_model(model_path)
+    size = int(backbone.input_shape[1])
+    calib_dir = exp.representative_dir or data_cfg.train_directory or eval_cfg.data_directory
+    calibration = calibration_images(calib_dir, size, exp.num_calibration, data_cfg.seed)
+    calibrated_on = f"{len(calibration)} faces from {calib_dir}"
+    files, failed = {}, {}
+    if "saved_model" in exp.formats:
+        files["saved_model"] = os.path.join(exp.out, C.EXPORT_FILES["saved_model"])
+        write_saved_model(backbone, files["saved_model"])
+    qat = finetune(backbone, model_path, run_info, data_cfg, exp, calibration, log) if "qat_int8" in exp.formats else None
+    files.update(convert_all(backbone, exp, calibration, qat, log))
+    extractors, names = [FeatureExtractor(backbone, batch_size=eval_cfg.batch_size)], ["float (Keras)"]
+    for fmt, path in files.items():
+        try:
+            extractors.append(FeatureExtractor(path, batch_size=eval_cfg.batch_size))
+            names.append(fmt)
+        except EmbedderError as err:
+            failed[fmt] = str(err)
+    result = verify_models(extractors, pairs, tuple(sorted(set(eval_cfg.far_target) | {THRESHOLD_FAR})),
+                           progress=True)
+    ref = result["models"][0]
+    from mfn_tf2.metrics import tar_at_far
+    threshold = {"far": THRESHOLD_FAR, "cosine": float(tar_at_far(ref["scores"], pairs.labels, THRESHOLD_FAR)[1]),
+                 "pairs": pairs.source}
+    write_json(os.path.join(exp.out, "metadata.json"),
+               metadata(backbone, files, threshold, run_info["model"] if run_info else None))
+    latency = {fmt: {t: round(tflite_latency(p, threads=t, runs=50, warmup=5)["p50"], 3) for t in (1, 2)}
+               for fmt, p in files.items() if p.endswith(".tflite") and fmt not in failed}
+    from mfn_tf2.plots import plot_verification
+    plot_verification({n: (m["scores"], pairs.labels) for n, m in zip(names, result["models"])},
+                      os.path.join(exp.out, "roc.png"))
+    parity = check_parity(result, exp)
+    ok = not failed and all(p["ok"] for p in parity)
+    int8 = int8_summary(result, names, latency, exp, calibrated_on)
+    report = {"ok": ok, "source": model_path, "machine": machine_info(), "pairs": result["pairs"], "threshold": threshold,
+              "files": {f: os.path.basename(p) for f, p in files.items()}, "failed": failed,
+              "models": [{"format": n, **{k: v for k, v in m.items() if k != "scores"}}
+                         for n, m in zip(names, result["models"])],
+              "parity": parity, "latency_ms_p50": latency, "int8": int8}
+    write_json(os.path.join(exp.out, "report.json"), report)
+    write_text(os.path.join(exp.out, "report.md"),
+               export_markdown(exp.out, model_path, result, names, files, parity, latency, threshold, failed, int8,
+                               report["machine"]))
+    if exp.android_assets:
+        write_assets(exp.out, exp.android_assets, pairs, log)
+    return report
+
+
+def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg: C.DataConfig,
+             exp: C.ExportConfig, calibration, log=print) -> keras.Model:
+    """Quantization-aware fine-tuning of the export form, with the trained ArcFace head.
+
+    The head comes from the training directory's checkpoint when the training
+    data has the same classes; otherwise a fresh head is trained (and said so).
+
+    Args:
+        backbone: the float backbone (``model.build_backbone`` layout).
+        model_path: its training directory (for the head) or SavedModel.
+        run: the training run's run.json (its model config), or None.
+        data_cfg: the training faces (``train_directory``) and batch size.
+        exp: ``qat_epochs``, ``qat_learning_rate``, ``per_tensor``.
+        calibration: float32 (N, S, S, 3) normalised faces the activation ranges start from.
+        log: where progress lines go.
+
+    Returns:
+        The fine-tuned QAT model (fake-quantized export form, same input and
+        output as the backbone), ready for ``tflite.convert(qat, "qat_int8")``.
+
+    Raises:
+        DataError: no ``train_directory``, or training data that cannot be read.
+    """
+    from mfn_tf2.data import open_training_data
+    from mfn_tf2.distribute import make_strategy
+    from mfn_tf2.quantize import qat_model
+    from mfn_tf2.recognizer import Recognizer, make_optimizer
+    if not data_cfg.train_directory:
+        raise DataError("qat_int8 needs --train_directory (the training faces) for fine-tuning")
+    model_cfg = C.from_dict(C.ModelConfig, run["model"]) if run else C.ModelConfig(
+        image_size=backbone.input_shape[1], embedding_dim=backbone.output_shape[-1])
+    data = open_training_data(C.replace(data_cfg, image_size=model_cfg.image_size))
+    strategy = make_strategy()
+    steps = max(1, data.num_train // data_cfg.batch_size)
+    with strategy.scope():
+        qat = qat_model(backbone, per_tensor=exp.per_tensor, calibration=calibration)
+        recognizer = Recognizer(qat, data.num_classes, model_cfg.loss_scale, model_cfg.loss_margin)
+        train_cfg = C.TrainConfig(learning_rate=exp.qat_learning_rate, epochs=exp.qat_epochs,
+                                  lr_schedule="cosine", weight_decay=0.0)
+        recognizer.compile(optimizer=make_optimizer(train_cfg, steps))
+        size = model_cfg.image_size
+        recognizer.head((recognizer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32)))
+        if not restore_head(model_path, recognizer.head):
+            log(f"QAT: no trained head for these {data.num_classes} classes in {model_path}; "
+                "fine-tuning with a fresh head (pass the training run's data flags to reuse it)")
+    dataset = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(ctx).repeat())
+    scales = "per-tensor" if exp.per_tensor else "per-channel"
+    log(f"QAT ({scales} weight scales): {exp.qat_epochs} epoch(s) x {steps} steps on {data.num_train} images")
+    recognizer.fit(dataset, epochs=exp.qat_epochs, steps_per_epoch=steps, verbose=2)
+    return recognizer.backbone
+
+
+__all__ = ["ExportError", "run", "finetune", "load_float_model", "calibration_images",
+           "write_saved_model", "convert_all", "metadata", "check_parity"]

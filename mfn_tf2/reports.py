@@ -1,0 +1,295 @@
+"""What the kit prints and writes: the machine a figure was measured on, and the report tables.
+
+Machine: int8 inference is only faster than fp32 where the CPU has fast int8
+dot products: x86 VNNI (AVX-512 VNNI or AVX-VNNI) or ARM's dotprod/i8mm. On
+an AVX2-only x86 the same int8 model can be slower than fp32 at batch 1, so
+every latency figure the kit prints names these instructions beside it.
+
+Tables: the export report (``export_markdown``, ``int8_summary`` /
+``int8_markdown``), the benchmark report (``render_text`` /
+``render_markdown``) and the demo report (``demo_markdown``). Pure functions
+of the result dicts the runners return; nothing here measures.
+
+Example:
+    >>> describe_isa({"avx2", "avx512_vnni", "avx512_bf16"})
+    'int8: AVX-512 VNNI; bf16: AVX-512 BF16'
+    >>> describe_isa({"avx2", "fma"})
+    'int8: AVX2 only (no VNNI); bf16: none'
+"""
+from __future__ import annotations
+
+from collections import Counter
+import importlib.metadata
+import os
+import platform
+
+from mfn_tf2 import config as C
+from mfn_tf2.allocator import malloc_in_use
+
+# /proc/cpuinfo flag -> name, for int8 dot products and bf16 arithmetic.
+INT8_FLAGS = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8",
+              "asimddp": "ARM dotprod", "i8mm": "ARM i8mm"}
+
+
+BF16_FLAGS = {"avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX-BF16", "bf16": "ARM bf16"}
+
+
+# Packages whose versions reports name (distribution names).
+PACKAGES = ("tensorflow", "tf-keras", "ai-edge-litert", "tensorflow-model-optimization", "numpy")
+
+
+def cpu_flags() -> set[str]:
+    """The feature flags of this CPU (x86 "flags" or ARM "Features" of /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def describe_isa(flags: set[str]) -> str:
+    """One line naming the int8 and bf16 instructions among ``flags``.
+
+    Args:
+        flags: CPU feature flags as /proc/cpuinfo spells them.
+
+    Returns:
+        e.g. "int8: AVX-512 VNNI, AMX-INT8; bf16: AVX-512 BF16", or
+        "int8: AVX2 only (no VNNI); bf16: none".
+    """
+    int8 = [name for flag, name in INT8_FLAGS.items() if flag in flags]
+    bf16 = [name for flag, name in BF16_FLAGS.items() if flag in flags]
+    if not int8:
+        int8 = ["AVX2 only (no VNNI)"] if "avx2" in flags else ["none known"]
+    return f"int8: {', '.join(int8)}; bf16: {', '.join(bf16) or 'none'}"
+
+
+def machine_info() -> dict:
+    """CPU model, its int8/bf16 instructions, cores, load, package versions and malloc in use.
+
+    Example:
+        >>> sorted(machine_info())
+        ['cores', 'cpu', 'isa', 'load_average', 'malloc', 'usable_cores', 'versions']
+    """
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"cpu": cpu, "isa": describe_isa(cpu_flags()), "cores": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)),
+            "load_average": [round(v, 2) for v in os.getloadavg()], "versions": versions,
+            "malloc": malloc_in_use()}
+
+
+def machine_line(info: dict) -> str:
+    """One line for a report: CPU, instructions, cores.
+
+    Example:
+        >>> machine_line({"cpu": "AMD EPYC", "isa": "int8: AVX2 only (no VNNI); bf16: none", "cores": 2})
+        'AMD EPYC (int8: AVX2 only (no VNNI); bf16: none), 2 cores'
+    """
+    return f"{info['cpu']} ({info['isa']}), {info['cores']} cores"
+
+
+def int8_summary(result: dict, names: list[str], latency: dict, exp: C.ExportConfig, calibration: str) -> list[dict]:
+    """Per int8 model: accuracy against float, cosine, latency ratio to fp32, where its ranges came from.
+
+    Args:
+        result: ``verify_models``' result (first model: the float reference).
+        names: the format of each model in ``result`` ("float (Keras)", "fp32", "int8", ...).
+        latency: {format: {threads: p50 ms}}.
+        exp: the export settings (weight scales, QAT epochs).
+        calibration: what calibrated post-training int8 ("200 faces from faces/").
+    """
+    from mfn_tf2.tflite import RANGES
+    ref = result["models"][0]["report"]["accuracy"]
+    ranges = {"calibration": f"calibration ({calibration})",
+              "QAT": f"QAT ({exp.qat_epochs} epoch(s), lr {exp.qat_learning_rate:g})"}
+    rows = []
+    for name, m in zip(names, result["models"]):
+        if name not in RANGES:
+            continue
+        fp32, own = latency.get("fp32", {}), latency.get(name, {})
+        rows.append({"format": name, "weight_scales": "per-tensor" if exp.per_tensor else "per-channel",
+                     "ranges": ranges[RANGES[name]], "accuracy": m["report"]["accuracy"],
+                     "accuracy_change_points": 100 * (m["report"]["accuracy"] - ref),
+                     "cosine_mean": m["agreement"]["mean"], "cosine_min": m["agreement"]["min"],
+                     "latency_ratio_to_fp32": {t: round(own[t] / fp32[t], 3) for t in own if fp32.get(t)}})
+    return rows
+
+
+def int8_markdown(rows: list[dict]) -> list[str]:
+    """The report's int8 table (empty without int8 models)."""
+    if not rows:
+        return []
+    lines = ["## int8 models", "", "| model | weight scales | ranges from | accuracy (%) | vs float (points) | "
+             "cosine to float (mean / min) | latency / fp32 (1 / 2 threads) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = " / ".join(f"{v:.2f}x" for v in r["latency_ratio_to_fp32"].values()) or "-"
+        lines.append(f"| {r['format']} | {r['weight_scales']} | {r['ranges']} | {100 * r['accuracy']:.2f} | "
+                     f"{r['accuracy_change_points']:+.2f} | {r['cosine_mean']:.4f} / {r['cosine_min']:.4f} | {ratio} |")
+    return lines + [""]
+
+
+def export_markdown(out: str, source: str, result: dict, names: list[str], files: dict, parity: list[dict],
+                    latency: dict, threshold: dict, failed: dict, int8: list[dict], machine: dict) -> str:
+    """report.md: the verification table, the int8 table, files with sizes and latency, parity verdicts."""
+    from mfn_tf2.verification import markdown_table
+    lines = [f"# Export report: {out}", "", f"Source: `{source}`. Pairs: `{result['pairs']['source']}` "
+             f"({result['pairs']['n_pairs']} pairs, {result['pairs']['n_images']} images). "
+             f"Latency measured on {machine_line(machine)}.", "",
+             "## Verification (10-fold protocol of the pairs file; cosine scores)", "",
+             markdown_table(result, names), "", "![ROC curves and score histograms](roc.png)", "",
+             *int8_markdown(int8),
+             "## Files", "", "| format | file | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | parity |",
+             "|---|---|---|---|---|---|"]
+    verdict = {os.path.basename(p["model"]): ("ok" if p["ok"] else f"FAIL: {p['why']}") for p in parity}
+    for fmt, path in files.items():
+        size = (sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+                if os.path.isdir(path) else os.path.getsize(path)) / 1e6
+        lat = latency.get(fmt, {})
+        lines.append(f"| {fmt} | {os.path.basename(path)} | {size:.2f} | {lat.get(1, '-')} | {lat.get(2, '-')} | "
+                     f"{verdict.get(os.path.basename(path), 'reference')} |")
+    for fmt, why in failed.items():
+        lines.append(f"| {fmt} | {C.EXPORT_FILES[fmt]} | - | - | - | FAIL: {why} |")
+    lines += ["", f"Threshold for apps: cosine >= {threshold['cosine']:.4f} is the same person "
+              f"(FAR {threshold['far']} on these pairs, float model).", ""]
+    return "\n".join(lines)
+
+
+# The pipeline must outrun training by this factor not to slow it (both share the CPU).
+_PIPELINE_HEADROOM = 3.0
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """The result table: (header, rows of strings), one row per model and thread count."""
+    header = ["model", "kind", "MB", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms",
+              f"img/s @{report['settings']['batch']}", "ops", "not on XNNPACK"]
+    table = []
+    for m in report["models"]:
+        slow = m.get("not_delegated")
+        for r in m["runs"]:
+            table.append([m["model"], m["kind"],
+                          f"{m['size_mb']:.2f}" if "size_mb" in m else "-", str(r.get("threads", "tf")),
+                          _ms(r.get("p50")), _ms(r.get("p90")), _ms(r.get("p99")), _ms(r.get("mean")),
+                          _rate(r["throughput"]), "-" if m.get("ops") is None else str(m["ops"]),
+                          "-" if slow is None else (", ".join(slow) or "none")])
+    return header, table
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The header and training lines shared by the text and markdown outputs."""
+    mach, s = report["machine"], report["settings"]
+    versions = ", ".join(f"{k} {v}" for k, v in mach["versions"].items() if v)
+    lines = [f"machine: {machine_line(mach)} ({mach['usable_cores']} usable), "
+             f"load {mach['load_average']} -> {report['load_after']}",
+             f"versions: {versions}; malloc: {mach['malloc']}"]
+    threads = [f"LiteRT {','.join(map(str, s['threads']))}"] if report["models"] else []
+    if "tf_intra_op" in s:
+        threads.append(f"TensorFlow intra-op {s['tf_intra_op'] or 'default'}, "
+                       f"inter-op {s['tf_inter_op'] or 'default'}")
+    if threads:
+        lines.append("threads: " + "; ".join(threads))
+    if "pipeline" in report:
+        p = report["pipeline"]
+        lines.append(f"input pipeline: {p['images_per_second']:.1f} images/s at batch {p['batch_size']} "
+                     f"on {p['data']} (no model; {100 * p['cpu_share']:.0f}% of the cores)")
+    if "training" in report:
+        t = report["training"]
+        lines.append(f"training: {t['images_per_second']:.1f} images/s at batch {t['batch_size']} "
+                     f"on {t['data']} ({t['precision']}, {t['optimizer']}, "
+                     f"{t['macs_per_image'] / 1e6:.0f} M MACs/img, {t['step_ms']:.0f} ms/step, "
+                     f"{100 * t['cpu_share']:.0f}% of the cores)")
+    if "pipeline" in report and "training" in report:
+        # Per CPU-second: both share the cores, and other programs may take a
+        # different share of them during each measurement.
+        pipe, train = report["pipeline"], report["training"]
+        ratio = pipe["images_per_cpu_second"] / train["images_per_cpu_second"]
+        limit = "compute" if ratio >= _PIPELINE_HEADROOM else "the input pipeline (decoding)"
+        lines.append(f"per CPU-second the pipeline does {ratio:.1f}x the images training does (decoding "
+                     f"costs about {100 / ratio:.0f}% of the training CPU time): {limit} limits training")
+    return lines
+
+
+def render_text(report: dict) -> str:
+    """The report as an aligned plain-text table for the terminal."""
+    header, table = rows(report)
+    widths = [max(len(c) for c in col) for col in zip(header, *table)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    body = [line(header), line(["-" * w for w in widths])] + [line(r) for r in table] if table else []
+    return "\n".join(summary_lines(report) + [""] + body) + "\n"
+
+
+def render_markdown(report: dict) -> str:
+    """The report as markdown: a bullet list header and a table."""
+    header, table = rows(report)
+    lines = ["# mfn_tf2 benchmark", ""] + [f"- {line}" for line in summary_lines(report)]
+    if table:
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in table]
+    return "\n".join(lines) + "\n"
+
+
+def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export_dir) -> str:
+    """demo_out/report.md: what was trained, how well every model verifies, how fast it runs."""
+    machine = machine_info()
+    lines = ["# mfn_tf2 demo report", "",
+             f"Machine: {machine_line(machine)}; TensorFlow "
+             f"{machine['versions'].get('tensorflow')}, LiteRT {machine['versions'].get('ai-edge-litert')}. "
+             f"Model: {model_cfg.arch}, {model_cfg.image_size}x{model_cfg.image_size} input, "
+             f"{model_cfg.embedding_dim}-d embedding; recipe `{ns.recipe}`, {train_cfg.epochs} epochs.", "",
+             "## Float model on the held-out pairs", "",
+             "10-fold protocol of the pairs file (its folds); accuracy at the best threshold of the other folds.", ""]
+    for key, fig in float_fig.items():
+        lines.append(f"- {key}: accuracy {100 * fig['accuracy']:.2f} +- {100 * fig['accuracy_std']:.2f} %, "
+                     f"TAR {', '.join(f'{100 * v:.1f} % at FAR {k}' for k, v in fig['tar_at_far'].items())}, "
+                     f"EER {100 * fig['eer']:.2f} %")
+    lines += ["", "## Every exported model on the same pairs", ""]
+    with open(os.path.join(export_dir, "report.md")) as f:
+        body = f.read().split("\n", 2)[2]
+    lines += [body.replace("](", f"]({os.path.relpath(export_dir, ns.out)}/"), ""]
+    lines += ["## int8: post-training vs QAT, per-channel vs per-tensor weight scales", "",
+              "Post-training int8 takes its activation ranges from calibration faces; QAT fine-tunes the "
+              "graph that ships (batch norm folded, PReLU in its int8 form) and ships the ranges it learned. "
+              "Per-tensor weight scales (one per conv, `--per_tensor true`) are what some accelerators and "
+              "NNAPI/DSP drivers take; depthwise convs lose most there, and QAT wins it back.", "",
+              *int8_markdown(exp_report["int8"])[2:]]
+    if bench:
+        lines += ["## Benchmark (LiteRT interpreter, XNNPACK, batch 1)", "",
+                  "| format | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | p90 2 threads (ms) | ops not on XNNPACK |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['format']} | {r['size_mb']:.2f} | {r['p50_1']:.2f} | {r['p50_2']:.2f} | {r['p90_2']:.2f} | "
+                  f"{', '.join(f'{op} x{n}' for op, n in Counter(r['not_delegated']).items()) or 'none'} |"
+                  for r in bench]
+    lines += ["", "## Do the same on your data", "", "```",
+              f"python -m mfn_tf2.train YOUR_FACES/ LFW/ LFW/pairs.txt --recipe {ns.recipe} --save_model_directory weights/",
+              "python -m mfn_tf2.export weights/ --out export/mine --train_directory YOUR_FACES/ "
+              "--pairs_filename LFW/pairs.txt --data_directory LFW/",
+              "python -m mfn_tf2.benchmark export/mine/*.tflite --threads 1,2,4", "```", "",
+              "On a GPU machine drop the CPU recipe and use the seed defaults on all GPUs: "
+              "`python -m mfn_tf2.train FACES/ LFW/ LFW/pairs.txt --preset paper --gpu 0,1 --mixed_precision auto`.",
+              "", "Data: Labeled Faces in the Wild (Huang et al., 2007), see data/README.md.", ""]
+    return "\n".join(lines)
