@@ -150,7 +150,7 @@ def _rates(images: int, wall_seconds: float, cpu_seconds: float) -> dict:
 
 
 def _open_data(data_cfg: C.DataConfig, image_size: int):
-    from mfn_tf2.data import open_training_data
+    from mfn_tf2.pipeline import open_training_data
     return open_training_data(C.replace(data_cfg, image_size=image_size))
 
 

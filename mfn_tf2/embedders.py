@@ -18,11 +18,11 @@ import json
 import os
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD
 from mfn_tf2.images import read_rgb
+from mfn_tf2.preprocess import crop, model_input, resize
 
 
 # Float pixels a resampler overshot by less than this still round into 0..255.
@@ -255,11 +255,7 @@ class FeatureExtractor:
     def _prepare(self, images: np.ndarray) -> np.ndarray:
         """uint8/float 0-255 RGB (N, H, W, 3) of any size -> the model's input tensor."""
         h, w = self.input_size
-        crop = self.pre.crop
-        # Resized in float32 so uint8 and float pixels give the same input.
-        resized = np.stack([cv2.resize(np.asarray(im[crop[1]:crop[3], crop[0]:crop[2]] if crop else im, np.float32),
-                                       (w, h), interpolation=cv2.INTER_AREA if im.shape[0] > h else cv2.INTER_LINEAR)
-                            for im in images])
+        resized = np.stack([resize(crop(im, self.pre.crop), h, w) for im in images])
         if self.pre.bgr:
             resized = resized[..., ::-1]
         return model_input(resized, self.backend.dtype, self.backend.in_quant, self.pre.mean, self.pre.std)
@@ -315,30 +311,6 @@ class FeatureExtractor:
             bar.update(len(chunk))
         bar.close()
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def model_input(pixels: np.ndarray, dtype, quantization=None, mean: float = PIXEL_MEAN,
-                std: float = PIXEL_STD) -> np.ndarray:
-    """Pixels 0-255 (N, H, W, 3) already at the model's size -> the model's input tensor.
-
-    Float inputs get (p - mean) / std; integer inputs with a quantization
-    (scale, zero_point) get those normalised values quantized; integer inputs
-    without one get the raw pixels.
-
-    Example:
-        >>> model_input(np.full((1, 1, 1, 3), 255.0), np.int8, (1 / 128, -1)).ravel().tolist()
-        [127, 127, 127]
-    """
-    dtype = np.dtype(dtype)
-    scale, zero = quantization if quantization and quantization[0] else (0.0, 0)
-    if dtype.kind in "iu" and not scale:
-        return np.round(pixels).astype(dtype)
-    x = (np.asarray(pixels, np.float32) - mean) / std
-    if scale:
-        info = np.iinfo(dtype)
-        # Half up, as Java's Math.round: (p - 127.5) * 128 lands exactly on .5 for every pixel.
-        x = np.clip(np.floor(x / scale + zero + 0.5), info.min, info.max)
-    return np.ascontiguousarray(x.astype(dtype))
 
 
 def check_images(images) -> np.ndarray | list:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import numpy as np
 
 from mfn_tf2 import config as C
@@ -32,8 +31,9 @@ from mfn_tf2.checkpoints import load_backbone, read_run, restore_head
 from mfn_tf2.embedders import EmbedderError, FeatureExtractor
 from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
 from mfn_tf2.images import read_rgb, split_images, warn_skipped
+from mfn_tf2.preprocess import normalise, resize
 from mfn_tf2.reports import export_markdown, int8_summary, machine_info
-from mfn_tf2.shards import DataError
+from mfn_tf2.folders import DataError
 from mfn_tf2.verification import load_pairs, verify_models
 
 
@@ -64,8 +64,7 @@ def calibration_images(folder: str, size: int, count: int, seed: int = 0) -> np.
     if not paths:
         raise ExportError(f"--representative_dir {folder}: no images found")
     chosen = np.random.default_rng(seed).choice(paths, size=min(count, len(paths)), replace=False)
-    x = np.stack([cv2.resize(read_rgb(p), (size, size), interpolation=cv2.INTER_AREA) for p in chosen])
-    return ((x.astype(np.float32) - C.PIXEL_MEAN) / C.PIXEL_STD).astype(np.float32)
+    return normalise(np.stack([resize(read_rgb(p), size, size) for p in chosen]))
 
 
 class _Serving(tf.Module):
@@ -79,7 +78,7 @@ class _Serving(tf.Module):
             tf.TensorSpec((None, size, size, 3), tf.uint8, name="image")])
 
     def _serve(self, image):
-        x = (tf.cast(image, tf.float32) - C.PIXEL_MEAN) / C.PIXEL_STD
+        x = normalise(image)  # uint8 -> float32, in the graph
         return {"embedding": tf.math.l2_normalize(self.backbone(x, training=False), axis=1)}
 
 
@@ -231,7 +230,7 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
     Raises:
         DataError: no ``train_directory``, or training data that cannot be read.
     """
-    from mfn_tf2.data import open_training_data
+    from mfn_tf2.pipeline import open_training_data
     from mfn_tf2.distribute import make_strategy
     from mfn_tf2.quantize import qat_model
     from mfn_tf2.recognizer import Recognizer, make_optimizer

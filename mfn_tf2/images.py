@@ -13,7 +13,7 @@ as a cryptic decoder trace mid-run.
 Example:
     >>> img = read_rgb("data/lfw_demo/heldout/Aaron_Tippin/Aaron_Tippin_0001.jpg")
     >>> img.shape, img.dtype
-    ((112, 112, 3), dtype('uint8'))
+    ((64, 64, 3), dtype('uint8'))
 """
 from __future__ import annotations
 

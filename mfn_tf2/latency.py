@@ -24,7 +24,7 @@ import time
 import cv2
 import numpy as np
 
-from mfn_tf2.embedders import model_input
+from mfn_tf2.preprocess import model_input
 
 # Side of the random grid that smooth test images are upsampled from: a face
 # crop has about this many "blobs" across, unlike white noise.

@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from mfn_tf2.images import ImageError
-from mfn_tf2.shards import DataError
+from mfn_tf2.folders import DataError
 
 MAGIC = 0xCED7230A
 REC, IDX = "train.rec", "train.idx"
@@ -242,7 +242,7 @@ class RecordSet:
     def identities(self) -> dict[str, list[tuple[int, bool]]]:
         """{label as zero-padded text: [(offset, False), ...]} in key order.
 
-        The layout of ``data.scan_folder`` (an offset where a path was; no record
+        The layout of ``folders.scan_folder`` (an offset where a path was; no record
         needs the python decoder). The padding makes name order label order, so
         with every identity kept the kit's label i is the data set's label i.
         """

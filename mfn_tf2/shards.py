@@ -18,6 +18,10 @@ rerun keeps every shard whose file still matches that JSON's checksum and
 plan (the list of examples it should hold) and rewrites only the others.
 ``manifest.json`` is written last, so its presence means the pack is complete.
 
+``pack`` scans a face folder (or an insightface RecordIO set) with the
+training filters and writes it; ``python -m mfn_tf2.data pack`` is its shell.
+``read_manifest`` and ``read_records`` read a pack back for the pipeline.
+
 Example:
     >>> info = write_shards([("a/1.jpg", False, 0), ("b/1.jpg", False, 1)],
     ...                     ["a", "b"], "packed", num_shards=2)   # doctest: +SKIP
@@ -35,9 +39,12 @@ import os
 import numpy as np
 from PIL import Image
 
+from mfn_tf2 import recordio
 from mfn_tf2.backend import tf
+from mfn_tf2.config import DataConfig
 from mfn_tf2.fileio import OutputLock, write_json
-from mfn_tf2.images import ImageError, read_rgb
+from mfn_tf2.folders import DataError, labelled_examples, scan_folder, select_identities
+from mfn_tf2.images import ImageError, read_rgb, warn_skipped
 
 MANIFEST = "manifest.json"
 LABELS = "labels.json"
@@ -45,11 +52,6 @@ _FEATURES = {"image": tf.io.FixedLenFeature([], tf.string),
              "label": tf.io.FixedLenFeature([], tf.int64)}
 # Shards read at once by a training pipeline; more adds memory, not speed.
 _MAX_CYCLE = 16
-
-
-class DataError(ValueError):
-    """Training data that cannot be used; the message names the folder or file
-    and says what to do."""
 
 
 def shard_name(index: int, num_shards: int) -> str:
@@ -165,6 +167,33 @@ def write_shards(examples, class_names, out_dir: str, num_shards: int, *,
     return dict(manifest, rewritten=[info["file"] for info in infos if info["rewritten"]])
 
 
+def pack(cfg: DataConfig, out_dir: str, num_shards: int) -> dict:
+    """Scans ``cfg.train_directory`` (identity folders or a RecordIO set) and packs it into shards.
+
+    The command ``python -m mfn_tf2.data pack``. ``cfg.min_images``,
+    ``max_identities`` and ``seed`` choose the identities and the spreading,
+    as they would in training; skipped files are warned about once and
+    recorded in the manifest.
+
+    Returns:
+        The manifest dict of ``write_shards``.
+
+    Raises:
+        DataError: a bad folder or ``num_shards``.
+        OutputError: ``out_dir`` unwritable or being packed by another run.
+    """
+    if recordio.is_recordio_directory(cfg.train_directory):
+        records = recordio.scan_recordio(cfg.train_directory)
+        identities, skipped = records.identities(), records.skipped
+        read = {"read": lambda offset, _: records.image_bytes(offset)}
+    else:
+        (identities, skipped), read = scan_folder(cfg.train_directory), {}
+    names = select_identities(identities, cfg)
+    warn_skipped(skipped)
+    return write_shards(labelled_examples(identities, names), names, out_dir, num_shards,
+                        skipped=skipped, seed=cfg.seed, **read)
+
+
 def is_shard_directory(path: str) -> bool:
     """True when ``path`` is a finished pack (holds manifest.json)."""
     return os.path.isfile(os.path.join(path, MANIFEST))
@@ -225,5 +254,5 @@ def read_records(files, *, shuffle: bool, seed: int) -> tf.data.Dataset:
     return ds.map(_parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-__all__ = ["DataError", "MANIFEST", "LABELS", "shard_name", "write_shards",
+__all__ = ["MANIFEST", "LABELS", "shard_name", "write_shards", "pack",
            "is_shard_directory", "read_manifest", "read_records"]

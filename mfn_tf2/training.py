@@ -28,7 +28,7 @@ from mfn_tf2.binsets import read_bin
 from mfn_tf2.callbacks import Checkpointer, LearningRateLogger, NanGuard, TimeBudget, Verifier
 from mfn_tf2.checkpoints import (claim_directory, latest, load_pretrained, restore,
                                  training_checkpoint)
-from mfn_tf2.data import open_training_data
+from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
 from mfn_tf2.fileio import OutputLock, atomic_directory
 from mfn_tf2.backbones import build_backbone

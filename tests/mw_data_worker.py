@@ -13,7 +13,7 @@ from mfn_tf2.distribute import make_strategy
 
 def main(shards: str, out: str, batch: int) -> None:
     strategy = make_strategy(strategy="multi_worker")
-    from mfn_tf2.data import open_training_data
+    from mfn_tf2.pipeline import open_training_data
     data = open_training_data(DataConfig(train_directory=shards, batch_size=batch, aug_freq=0.0, image_size=32))
     dist = strategy.distribute_datasets_from_function(data.train_dataset)
     seen, it = [], iter(dist)

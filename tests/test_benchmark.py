@@ -9,8 +9,8 @@ from mfn_tf2.allocator import find_tcmalloc
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.config import ModelConfig
 from mfn_tf2.images import read_rgb
-from mfn_tf2.latency import (LatencyError, model_input, smooth_images, savedmodel_throughput,
-                             tflite_latency, tflite_throughput)
+from mfn_tf2.latency import (LatencyError, smooth_images, savedmodel_throughput, tflite_latency,
+                             tflite_throughput)
 from mfn_tf2.backbones import build_backbone
 
 TINY = ModelConfig(width=0.25, image_size=32, embedding_dim=16)
@@ -47,17 +47,6 @@ def fixed_batch_tflite(tmp_path_factory):
     path = tmp_path_factory.mktemp("fixed") / "fixed.tflite"
     path.write_bytes(converter.convert())
     return path
-
-
-def test_model_input_matches_each_input_kind():
-    pixels = np.array([0, 127, 255], np.uint8).reshape(1, 1, 3, 1).repeat(3, axis=3)
-    as_float = model_input(pixels, np.float32)
-    np.testing.assert_allclose(as_float[0, 0, :, 0], [-127.5 / 128, -0.5 / 128, 127.5 / 128])
-    # int8 with scale 1/128, zero point 0: normalised x -> 128 x rounded half up, clipped to [-128, 127].
-    as_int8 = model_input(pixels, np.int8, (1 / 128, 0))
-    assert as_int8.dtype == np.int8 and list(as_int8[0, 0, :, 0]) == [-127, 0, 127]
-    # uint8 without quantization: the raw pixels.
-    assert model_input(pixels, np.uint8).tolist() == pixels.tolist()
 
 
 def test_smooth_images_are_not_flat():

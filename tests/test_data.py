@@ -1,4 +1,4 @@
-"""The training input pipeline on real face folders (mfn_tf2/data.py)."""
+"""The training input pipeline on real face folders (mfn_tf2/folders.py, mfn_tf2/pipeline.py)."""
 import io
 import logging
 import shutil
@@ -11,8 +11,9 @@ from PIL import Image
 from conftest import make_face_tree
 from mfn_tf2.backend import tf
 from mfn_tf2.config import DataConfig
-from mfn_tf2.data import DataError, open_training_data
+from mfn_tf2.folders import DataError
 from mfn_tf2.images import read_rgb
+from mfn_tf2.pipeline import open_training_data
 
 SIZE = 32
 

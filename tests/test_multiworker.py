@@ -53,7 +53,7 @@ def test_two_workers_train_together_and_only_chief_writes(tmp_path):
 
 def test_shards_seen_exactly_once_per_epoch_across_two_workers(tmp_path):
     from mfn_tf2.config import DataConfig
-    from mfn_tf2.data import open_training_data
+    from mfn_tf2.pipeline import open_training_data
     faces = make_face_tree(tmp_path / "faces", n_ids=8, n_imgs=4)  # 32 images, 4 shards of 8
     proc = run_cli("data", "pack", faces, tmp_path / "shards", "--shards", "4")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,7 +10,8 @@ import pytest
 from conftest import TINY_MODEL_FLAGS, make_face_tree, run_cli, write_plain_pairs
 from insightface_files import HEADER, MAGIC, frame, header, tree_records, write_rec
 from mfn_tf2.config import DataConfig
-from mfn_tf2.data import DataError, open_training_data
+from mfn_tf2.folders import DataError
+from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.recordio import read_record, scan_recordio, unpack
 from test_multiworker import _start_workers
 

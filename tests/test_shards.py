@@ -12,8 +12,9 @@ from PIL import Image
 from conftest import REPO, make_face_tree, run_cli
 from mfn_tf2.backend import tf
 from mfn_tf2.config import DataConfig
-from mfn_tf2.data import DataError, open_training_data, pack
-from mfn_tf2.shards import read_manifest
+from mfn_tf2.folders import DataError
+from mfn_tf2.pipeline import open_training_data
+from mfn_tf2.shards import pack, read_manifest
 
 SIZE = 32
 
