@@ -3,22 +3,22 @@
 ``model_kind`` tells a path's kind by one dict lookup; the openers below load
 each kind. Every failure is a ``ModelError``: one line that names the path.
 
-==============  ============================================  ==========================
-kind            what it is                                    opened by
-==============  ============================================  ==========================
-tflite          a file (any name but the Keras ones)           ``open_interpreter``
-saved_model     a folder with saved_model.pb                   ``open_signature``,
-                                                              ``open_keras``
-training        a folder with run.json (``mfn_tf2.train``)     ``open_backbone``
-final_weights   a run's final.weights.h5 (backbone + head)     ``checkpoints.load_pretrained``
-keras           a Keras .h5 / .keras model file                ``open_keras``
-==============  ============================================  ==========================
+=============  ===========================================  ===============================
+kind           what it is                                   opened by
+=============  ===========================================  ===============================
+tflite         a file (any name but the Keras ones)         ``open_interpreter``
+saved_model    a folder with saved_model.pb                 ``open_signature``, ``open_keras``
+training       a folder with run.json (``mfn_tf2.train``)   ``open_backbone``
+final_weights  a run's final.weights.h5 (backbone + head)   ``checkpoints.load_pretrained``
+keras          a Keras .h5 / .keras model file              ``open_keras``
+=============  ===========================================  ===============================
 
 Example:
-    >>> model_kind("export/demo/model_int8.tflite")
-    'tflite'
-    >>> model_kind("weights/final.weights.h5")
-    'final_weights'
+    >>> import pathlib, tempfile
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> (run / "run.json").touch(); (run / "final.weights.h5").touch(); (run / "model.tflite").touch()
+    >>> model_kind(str(run)), model_kind(str(run / "final.weights.h5")), model_kind(str(run / "model.tflite"))
+    ('training', 'final_weights', 'tflite')
 """
 from __future__ import annotations
 

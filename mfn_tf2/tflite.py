@@ -122,6 +122,9 @@ def op_report(model, num_threads: int = 2) -> list[dict]:
         One dict per original op in graph order: ``op`` (e.g. "CONV_2D"),
         ``dtype`` (of its first input, e.g. "int8"), ``delegated`` (bool).
 
+    Raises:
+        models.ModelError: not a loadable .tflite model.
+
     Example:
         >>> [r["op"] for r in op_report(data) if not r["delegated"]]   # doctest: +SKIP
         ['PRELU', 'PRELU']
