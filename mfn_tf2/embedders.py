@@ -121,7 +121,7 @@ def pick_output(path: str, outputs: list[tuple[str, list]], wanted: str | None =
 
 
 class _SavedModel:
-    """A SavedModel's ``serving_default`` signature."""
+    """A SavedModel's ``serving_default`` signature (TensorFlow's own threads: ``num_threads`` is unused)."""
 
     def __init__(self, path: str, num_threads: int, output: str | None):
         from mfn_tf2.backend import tf
@@ -210,6 +210,10 @@ class FeatureExtractor:
         output: for a model with several outputs, the embedding's name or
             index; None takes the (batch, D) output with the largest D. Which
             one was taken is in ``note`` and ``describe()``.
+
+    Raises:
+        ModelError: a path that is no model or cannot be opened (``mfn_tf2.models``);
+            EmbedderError (a ModelError): a model that is no embedder.
 
     Example:
         >>> fe = FeatureExtractor(backbone)                 # doctest: +SKIP
