@@ -150,20 +150,11 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
         (batch, image_size, image_size, 3) float32 normalised pixels, output
         "embedding" (batch, embedding_dim) float32, not L2-normalised.
 
-    Raises:
-        ValueError: unknown arch, width or embedding_dim not positive (the
-            other fields are checked by ModelConfig itself).
-
     Example:
         >>> m = build_backbone(ModelConfig(width=0.25, image_size=32))
         >>> m.get_layer("block3_2_expand_prelu").output_shape
         (None, 4, 4, 192)
     """
-    if cfg.arch not in ARCHS:
-        raise ValueError(f"arch {cfg.arch!r}: expected one of {', '.join(ARCHS)}")
-    if cfg.width <= 0 or cfg.embedding_dim < 1:
-        raise ValueError(f"width {cfg.width}, embedding_dim {cfg.embedding_dim}: "
-                         "both must be positive")
     plan = ARCHS[cfg.arch](cfg)
 
     image = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")

@@ -20,8 +20,9 @@ import numpy as np
 
 from mfn_tf2 import config as C
 from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, read_rgb
-from mfn_tf2.latency import (LatencyError, savedmodel_throughput, tflite_latency,
+from mfn_tf2.latency import (LatencyError, savedmodel_throughput, timed, tflite_latency,
                              tflite_throughput)
+from mfn_tf2.models import ModelError, model_kind
 from mfn_tf2.reports import machine_info
 
 # Real faces read for --images (enough for 4 distinct batches of 32).
@@ -74,6 +75,10 @@ def bench_savedmodel(path: str, args, images) -> dict:
     return {"model": path, "kind": "saved_model", "runs": [{"batch": args.batch, "throughput": speed}]}
 
 
+# Model kind (models.model_kind) -> how it is benchmarked.
+BENCHES = {"tflite": bench_tflite, "saved_model": bench_savedmodel}
+
+
 def train_speed(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, train_cfg: C.TrainConfig,
                 steps: int, warmup: int, num_classes: int = 1000) -> dict:
     """Training images/s of a configuration at steady state.
@@ -91,8 +96,8 @@ def train_speed(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, train_cfg: C.T
         dict(images_per_second, step_ms (mean), steps, batch_size, precision, ...).
     """
     from mfn_tf2.backend import tf
-    from mfn_tf2.backbones import build_backbone, complexity
-    from mfn_tf2.recognizer import Recognizer, make_optimizer, set_precision
+    from mfn_tf2.backbones import complexity
+    from mfn_tf2.recognizer import build_recognizer, make_optimizer, set_precision
     policy = set_precision(train_cfg.mixed_precision)
     batch = data_cfg.batch_size
     if data_cfg.train_directory:
@@ -103,26 +108,19 @@ def train_speed(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, train_cfg: C.T
         images = tf.random.uniform((batch, size, size, 3), -1.0, 1.0, seed=train_cfg.seed)
         labels = tf.random.uniform((batch,), 0, num_classes, tf.int32, seed=train_cfg.seed)
         dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
-    backbone = build_backbone(model_cfg)
-    recognizer = Recognizer(backbone, num_classes, model_cfg.loss_scale, model_cfg.loss_margin)
-    recognizer.compile(optimizer=make_optimizer(train_cfg, steps_per_epoch=1000))
-    step = recognizer.make_train_function()
-    batches = iter(dataset)
-    for _ in range(warmup):
-        step(batches)
-    times, cpu_start = [], time.process_time()
-    for _ in range(steps):
-        start = time.perf_counter()
-        logs = step(batches)
-        times.append(time.perf_counter() - start)
-    cpu_seconds = time.process_time() - cpu_start
+    recognizer = build_recognizer(model_cfg, num_classes, optimizer=make_optimizer(train_cfg, steps_per_epoch=1000))
+    step, batches, logs, cpu = recognizer.make_train_function(), iter(dataset), {}, []
+    # CPU time from the first timed step on (the warm-up traces the graph).
+    times = timed(lambda: logs.update(step(batches)), steps, warmup,
+                  prepare=lambda i: cpu.append(time.process_time()) if i == warmup else None)
+    cpu_seconds = time.process_time() - cpu[0]
     if not np.isfinite(float(logs["loss"])):
         raise FloatingPointError(f"training loss became {float(logs['loss'])} while benchmarking")
     return {**_rates(steps * batch, sum(times), cpu_seconds), "step_ms": 1e3 * float(np.mean(times)),
             "step_ms_min": 1e3 * float(np.min(times)), "steps": steps, "warmup": warmup,
             "batch_size": batch, "precision": policy, "optimizer": train_cfg.optimizer,
             "classes": num_classes, "data": data_cfg.train_directory or "synthetic",
-            "model": C.to_dict(model_cfg), "macs_per_image": complexity(backbone)["macs"]}
+            "model": C.to_dict(model_cfg), "macs_per_image": complexity(recognizer.backbone)["macs"]}
 
 
 def pipeline_speed(data_cfg: C.DataConfig, image_size: int, batches: int) -> dict:
@@ -172,7 +170,9 @@ def run(args, configs: dict, log=print) -> dict:
     images = load_images(args.images) if args.images else None
     for path in args.models:
         log(f"benchmarking {path}")
-        bench = bench_tflite if os.path.isfile(path) else bench_savedmodel
+        bench = BENCHES.get(model_kind(path))
+        if bench is None:
+            raise ModelError(f"{path}: not a .tflite file nor a SavedModel folder (saved_model.pb)")
         report["models"].append(bench(path, args, images))
     if args.train:
         model_cfg, data_cfg = configs["model"], configs["data"]

@@ -27,8 +27,7 @@ from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.fileio import write_json
 from mfn_tf2.backbones import build_backbone
-
-RUN_FILE = "run.json"
+from mfn_tf2.models import RUN_FILE, ModelError, model_kind, open_keras
 
 
 class CheckpointError(ValueError):
@@ -184,14 +183,12 @@ def _from_run(path: str, recognizer, class_names: list[str]) -> list[str] | None
 
 def _from_final_weights(path: str, recognizer, class_names: list[str]) -> list[str] | None:
     """A run's final.weights.h5 (backbone + head), read with the run.json beside it."""
-    from mfn_tf2.recognizer import Recognizer
+    from mfn_tf2.recognizer import build_recognizer
     folder = os.path.dirname(os.path.abspath(path))
     run = read_run(folder)
     if run is None:
         raise CheckpointError(f"--pretrained_model {path}: no {RUN_FILE} beside it; pass its training folder")
-    cfg = C.from_dict(C.ModelConfig, run["model"])
-    saved = Recognizer(build_backbone(cfg), run["num_classes"])
-    saved.head((saved(tf.zeros((1, cfg.image_size, cfg.image_size, 3))), tf.zeros((1,), tf.int32)))
+    saved = build_recognizer(C.from_dict(C.ModelConfig, run["model"]), run["num_classes"])
     with tempfile.TemporaryDirectory() as tmp:
         # train writes it in the HDF5 layout of model.save_weights("x.h5"); tf-keras reads a
         # name ending in ".weights.h5" as its newer layout, so it is read under a plain ".h5" name.
@@ -206,8 +203,7 @@ def _from_final_weights(path: str, recognizer, class_names: list[str]) -> list[s
 def _from_saved_model(path: str, recognizer, class_names: list[str]) -> None:
     """A Keras SavedModel of a backbone, or the SavedModel ``mfn_tf2.export`` writes."""
     if os.path.exists(os.path.join(path, "keras_metadata.pb")):
-        _copy(path, keras.models.load_model(path, compile=False).get_weights(), recognizer.backbone)
-        return None
+        return _from_keras_file(path, recognizer, class_names)
     variables = os.path.join(path, "variables", "variables")
     if not _fits(variables, "backbone/", recognizer.backbone):
         raise CheckpointError(f"--pretrained_model {path}: not a backbone of this run's architecture; give "
@@ -217,19 +213,14 @@ def _from_saved_model(path: str, recognizer, class_names: list[str]) -> None:
 
 
 def _from_keras_file(path: str, recognizer, class_names: list[str]) -> None:
-    """A Keras model file (.h5 or .keras) of a backbone."""
-    _copy(path, keras.models.load_model(path, compile=False).get_weights(), recognizer.backbone)
+    """A Keras model (a .h5 / .keras file or a Keras SavedModel) of a backbone."""
+    _copy(path, open_keras(path).get_weights(), recognizer.backbone)
     return None
 
 
-def _pretrained_kind(path: str):
-    """The loader of ``path`` by what it is."""
-    if os.path.isdir(path):
-        marker = next((m for m in (RUN_FILE, "saved_model.pb") if os.path.exists(os.path.join(path, m))), None)
-        return {RUN_FILE: _from_run, "saved_model.pb": _from_saved_model}.get(marker)
-    if path.endswith(".weights.h5"):
-        return _from_final_weights
-    return _from_keras_file if path.endswith((".h5", ".keras")) else None
+# Model kind (models.model_kind) -> how a recognizer starts from it.
+_PRETRAINED = {"training": _from_run, "final_weights": _from_final_weights,
+               "saved_model": _from_saved_model, "keras": _from_keras_file}
 
 
 def load_pretrained(path: str, recognizer, class_names: list[str]) -> str:
@@ -251,7 +242,7 @@ def load_pretrained(path: str, recognizer, class_names: list[str]) -> str:
     """
     if not os.path.exists(path):
         raise CheckpointError(f"--pretrained_model {path}: no such file or folder")
-    loader = _pretrained_kind(path)
+    loader = _PRETRAINED.get(model_kind(path))
     if loader is None:
         raise CheckpointError(f"--pretrained_model {path}: expected a training folder, its final.weights.h5, "
                               "a SavedModel folder or a Keras .h5/.keras backbone")
@@ -259,6 +250,8 @@ def load_pretrained(path: str, recognizer, class_names: list[str]) -> str:
         saved_names = loader(path, recognizer, class_names)
     except CheckpointError:
         raise
+    except ModelError as err:
+        raise CheckpointError(f"--pretrained_model {err}") from None
     except (OSError, ValueError) as err:
         raise CheckpointError(f"--pretrained_model {path}: cannot read it ({str(err).splitlines()[0]})") from None
     if saved_names == class_names:

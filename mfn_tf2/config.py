@@ -31,6 +31,14 @@ PIXEL_STD = 128.0
 # PReLU slope layouts -> the axes one slope is shared over (NHWC; 1, 2 = spatial).
 PRELU_SLOPES = {"channel": (1, 2), "shared": (1, 2, 3)}
 
+# Name lists of the choices a config takes; the modules that act on a name key their
+# dicts by these (backbones.ARCHS, recognizer's optimizers, schedules and precisions).
+ARCH_NAMES = ("mobilefacenet", "mbf")
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("cosine", "polynomial", "constant")
+PRECISIONS = ("off", "auto", "bfloat16", "float16")
+STRATEGIES = ("auto", "mirrored", "multi_worker")
+
 
 # Value rules: (predicate, what a value must be). A field's rule names the flag
 # in its error, e.g. "--batch_size 0: must be a positive integer".
@@ -102,10 +110,13 @@ class ModelConfig:
 
 
 _MODEL_RULES = {
+    "arch": _one_of(*ARCH_NAMES),
     # Five stride-2 stages; the global depthwise conv needs a whole feature map.
     "image_size": (lambda v: v >= 32 and v % 16 == 0, "MobileFaceNet needs a multiple of 16, at least 32"),
     "expansion_ratio": (lambda v: v == "paper" or (v.isdigit() and int(v) >= 1),
                         'use a positive integer such as "6", or "paper"'),
+    "embedding_dim": _POSITIVE_INT,
+    "width": _POSITIVE,
     "prelu": _one_of(*PRELU_SLOPES),
     "loss_scale": _POSITIVE,
     "loss_margin": _NON_NEGATIVE,
@@ -310,19 +321,19 @@ _TRAIN_RULES = {
     "checkpoint_steps": (_NON_NEGATIVE[0], "must be 0 (off) or more"),
     "epochs": _POSITIVE_INT,
     "evaluate_epochs": _POSITIVE_INT,
-    "optimizer": _one_of("sgd", "adamw"),
+    "optimizer": _one_of(*OPTIMIZERS),
     "learning_rate": _POSITIVE,
     "momentum": _within(0, 1, open_high=True),
     "weight_decay": _NON_NEGATIVE,
     "warmup_epochs": _NON_NEGATIVE,
-    "lr_schedule": _one_of("cosine", "polynomial", "constant"),
+    "lr_schedule": _one_of(*LR_SCHEDULES),
     "margin_warmup_epochs": _NON_NEGATIVE,
-    "mixed_precision": _one_of("off", "auto", "bfloat16", "float16"),
+    "mixed_precision": _one_of(*PRECISIONS),
     "max_minutes": (_NON_NEGATIVE[0], "must be 0 (no limit) or more"),
     # Whether the ids exist is checked when devices are set up (distribute.py).
     "gpu": _optional((lambda v: all(g.strip().isdigit() for g in v.split(",") if g.strip()),
                       "give GPU ids such as 0 or 0,1, or '' for CPU only")),
-    "strategy": _one_of("auto", "mirrored", "multi_worker"),
+    "strategy": _one_of(*STRATEGIES),
     "logical_cpus": _NON_NEGATIVE,
     "seed": _NON_NEGATIVE,
 }
@@ -444,6 +455,7 @@ def from_dict(cls, values: dict):
 
 
 __all__ = ["ModelConfig", "DataConfig", "EvalConfig", "TrainConfig", "ExportConfig",
-           "MODEL_PRESETS", "PRELU_SLOPES", "FORMATS", "EXPORT_FILES", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
+           "MODEL_PRESETS", "PRELU_SLOPES", "ARCH_NAMES", "OPTIMIZERS", "LR_SCHEDULES", "PRECISIONS", "STRATEGIES",
+           "FORMATS", "EXPORT_FILES", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
            "set_name",
            "from_dict"]

@@ -62,11 +62,9 @@ def make_strategy(gpu: str | None = None, strategy: str = "auto",
 
     Args:
         gpu: see ``select_devices``.
-        strategy: "auto", "mirrored" or "multi_worker".
+        strategy: "auto", "mirrored" or "multi_worker" (a TrainConfig's, checked there).
         logical_cpus: see ``select_devices``.
     """
-    if strategy not in ("auto", "mirrored", "multi_worker"):
-        raise ValueError(f"--strategy {strategy!r}: choose auto, mirrored or multi_worker")
     devices = select_devices(gpu, logical_cpus)
     if is_multi_worker(strategy):
         if "TF_CONFIG" not in os.environ:

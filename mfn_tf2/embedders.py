@@ -22,6 +22,7 @@ import numpy as np
 
 from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD
 from mfn_tf2.images import read_rgb
+from mfn_tf2.models import ModelError, model_kind, open_backbone, open_interpreter, open_keras, open_signature
 from mfn_tf2.preprocess import crop, model_input, resize
 
 
@@ -29,8 +30,8 @@ from mfn_tf2.preprocess import crop, model_input, resize
 _ROUNDING = 0.5
 
 
-class EmbedderError(ValueError):
-    """A model that cannot be loaded or used as an embedder, or unusable input."""
+class EmbedderError(ModelError):
+    """A model that cannot be used as an embedder, or unusable input."""
 
 
 @dataclass(frozen=True)
@@ -120,14 +121,11 @@ def pick_output(path: str, outputs: list[tuple[str, list]], wanted: str | None =
 
 
 class _SavedModel:
-    """A SavedModel's ``serving_default`` signature."""
+    """A SavedModel's ``serving_default`` signature (TensorFlow's own threads: ``num_threads`` is unused)."""
 
-    def __init__(self, path: str, output: str | None):
+    def __init__(self, path: str, num_threads: int, output: str | None):
         from mfn_tf2.backend import tf
-        try:
-            self.fn = tf.saved_model.load(path).signatures["serving_default"]
-        except (KeyError, OSError, ValueError) as err:
-            raise EmbedderError(f"{path}: cannot load SavedModel serving_default ({err})") from None
+        self.fn = open_signature(path)
         inputs = self.fn.structured_input_signature[1]
         self.height, self.width = _image_input(path, [(k, _shape(s.shape)) for k, s in inputs.items()])
         (self.arg, spec), = inputs.items()
@@ -144,12 +142,7 @@ class _TFLite:
     """A .tflite file on the LiteRT interpreter (XNNPACK), batched where the model allows."""
 
     def __init__(self, path: str, num_threads: int, output: str | None):
-        from ai_edge_litert.interpreter import Interpreter
-        try:
-            self.interp = Interpreter(model_path=path, num_threads=num_threads)
-            self.interp.allocate_tensors()
-        except (ValueError, RuntimeError) as err:
-            raise EmbedderError(f"{path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
+        self.interp = open_interpreter(path, num_threads)
         inputs = self.interp.get_input_details()
         self.height, self.width = _image_input(path, [(d["name"], _shape(d["shape_signature"]
                                                                         if len(d["shape_signature"]) else d["shape"]))
@@ -174,25 +167,22 @@ class _TFLite:
         return (out.astype(np.float32) - zero) * scale if scale else out.astype(np.float32)
 
 
+# Model kind (models.model_kind) -> the backend that embeds with it.
+_BACKENDS = {
+    "tflite": _TFLite,
+    "saved_model": _SavedModel,
+    "training": lambda path, num_threads, output: _Keras(open_backbone(path)[0]),
+    "keras": lambda path, num_threads, output: _Keras(open_keras(path)),
+}
+
+
 def _open_path(path: str, num_threads: int, output: str | None):
-    """Opens a model file or folder by what it is (a dict lookup over markers)."""
-    if not os.path.exists(path):
-        raise EmbedderError(f"{path}: no such file or folder")
-    if os.path.isfile(path):
-        return _TFLite(path, num_threads, output)
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        return _SavedModel(path, output)
-    from mfn_tf2.checkpoints import RUN_FILE, CheckpointError, load_backbone
-    if os.path.exists(os.path.join(path, RUN_FILE)):
-        try:
-            return _Keras(load_backbone(path))
-        except CheckpointError as err:
-            raise EmbedderError(str(err)) from None
-        except ValueError as err:  # TensorFlow's restore of a variable of another shape
-            raise EmbedderError(f"{path}: checkpoint does not fit the saved architecture in {RUN_FILE} "
-                                f"({str(err).splitlines()[0]})") from None
-    raise EmbedderError(f"{path}: not a model (expected a .tflite file, a SavedModel folder with "
-                        "saved_model.pb, or a training directory with run.json)")
+    """Opens a model file or folder by its kind."""
+    backend = _BACKENDS.get(model_kind(path))
+    if backend is None:
+        raise ModelError(f"{path}: not a model (expected a .tflite file, a SavedModel folder with "
+                         "saved_model.pb, a training directory with run.json, or a Keras .h5/.keras backbone)")
+    return backend(path, num_threads, output)
 
 
 def model_metadata(path: str) -> dict:
@@ -220,6 +210,10 @@ class FeatureExtractor:
         output: for a model with several outputs, the embedding's name or
             index; None takes the (batch, D) output with the largest D. Which
             one was taken is in ``note`` and ``describe()``.
+
+    Raises:
+        ModelError: a path that is no model or cannot be opened (``mfn_tf2.models``);
+            EmbedderError (a ModelError): a model that is no embedder.
 
     Example:
         >>> fe = FeatureExtractor(backbone)                 # doctest: +SKIP

@@ -32,10 +32,11 @@ import sys
 from mfn_tf2 import cli
 from mfn_tf2.binsets import bin_tables, read_bin, verify_bins
 from mfn_tf2.config import EvalConfig
-from mfn_tf2.embedders import EmbedderError, FeatureExtractor
+from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import write_json, write_text
 from mfn_tf2.images import ImageError
 from mfn_tf2.metrics import MetricsError
+from mfn_tf2.models import ModelError
 from mfn_tf2.pairs import PairsError, save_pairs
 from mfn_tf2.verification import has_pairs, load_pairs, markdown_table, verify_models
 
@@ -97,7 +98,7 @@ def main(argv=None) -> None:
             print(f"insightface verification sets, 10 contiguous folds: {', '.join(s.name for s in bin_sets)}")
             report["verification_sets"] = verify_bins(extractors, bin_sets, cfg.far_target)
             print("\n\n".join(bin_tables(report["verification_sets"])))
-    except (PairsError, EmbedderError, ImageError, MetricsError) as err:
+    except (PairsError, ModelError, ImageError, MetricsError) as err:
         cli.fail(str(err))
     if ns.json:
         write_json(ns.json, report)

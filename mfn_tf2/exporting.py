@@ -27,10 +27,11 @@ import numpy as np
 from mfn_tf2 import config as C
 from mfn_tf2.android import write_assets
 from mfn_tf2.backend import keras, tf
-from mfn_tf2.checkpoints import load_backbone, read_run, restore_head
-from mfn_tf2.embedders import EmbedderError, FeatureExtractor
+from mfn_tf2.checkpoints import restore_head
+from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
 from mfn_tf2.images import read_rgb, split_images, warn_skipped
+from mfn_tf2.models import ModelError, open_backbone, open_interpreter
 from mfn_tf2.preprocess import normalise, resize
 from mfn_tf2.reports import export_markdown, int8_summary, machine_info
 from mfn_tf2.folders import DataError
@@ -43,18 +44,6 @@ THRESHOLD_FAR = 1e-3
 
 class ExportError(ValueError):
     """An export that cannot start or whose models fail the parity check."""
-
-
-def load_float_model(path: str) -> tuple[keras.Model, dict | None]:
-    """The backbone of a training directory or a Keras SavedModel, and the run's info."""
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        try:
-            return keras.models.load_model(path, compile=False), None
-        except (ValueError, OSError) as err:
-            raise ExportError(f"{path}: not a Keras SavedModel of a backbone ({err})") from None
-    if read_run(path) is None:
-        raise ExportError(f"{path}: not a training directory (run.json) nor a SavedModel (saved_model.pb)")
-    return load_backbone(path), read_run(path)
 
 
 def calibration_images(folder: str, size: int, count: int, seed: int = 0) -> np.ndarray:
@@ -110,8 +99,7 @@ def convert_all(backbone, exp: C.ExportConfig, calibration, qat, log) -> dict:
 
 def tensor_info(path: str) -> dict:
     """Input and output name, shape, dtype and quantization of a .tflite file."""
-    from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_path=path)
+    interp = open_interpreter(path)
     info = {}
     for key, d in (("input", interp.get_input_details()[0]), ("output", interp.get_output_details()[0])):
         scale, zero = d["quantization"]
@@ -159,7 +147,7 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     """Exports, verifies and reports; returns the report dict (``ok`` False on a parity failure)."""
     from mfn_tf2.latency import tflite_latency
     pairs = load_pairs(eval_cfg)
-    backbone, run_info = load_float_model(model_path)
+    backbone, run_info = open_backbone(model_path)
     size = int(backbone.input_shape[1])
     calib_dir = exp.representative_dir or data_cfg.train_directory or eval_cfg.data_directory
     calibration = calibration_images(calib_dir, size, exp.num_calibration, data_cfg.seed)
@@ -175,7 +163,7 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
         try:
             extractors.append(FeatureExtractor(path, batch_size=eval_cfg.batch_size))
             names.append(fmt)
-        except EmbedderError as err:
+        except ModelError as err:
             failed[fmt] = str(err)
     result = verify_models(extractors, pairs, tuple(sorted(set(eval_cfg.far_target) | {THRESHOLD_FAR})),
                            progress=True)
@@ -233,7 +221,7 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
     from mfn_tf2.pipeline import open_training_data
     from mfn_tf2.distribute import make_strategy
     from mfn_tf2.quantize import qat_model
-    from mfn_tf2.recognizer import Recognizer, make_optimizer
+    from mfn_tf2.recognizer import build_recognizer, make_optimizer
     if not data_cfg.train_directory:
         raise DataError("qat_int8 needs --train_directory (the training faces) for fine-tuning")
     model_cfg = C.from_dict(C.ModelConfig, run["model"]) if run else C.ModelConfig(
@@ -243,12 +231,10 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
     steps = max(1, data.num_train // data_cfg.batch_size)
     with strategy.scope():
         qat = qat_model(backbone, per_tensor=exp.per_tensor, calibration=calibration)
-        recognizer = Recognizer(qat, data.num_classes, model_cfg.loss_scale, model_cfg.loss_margin)
         train_cfg = C.TrainConfig(learning_rate=exp.qat_learning_rate, epochs=exp.qat_epochs,
                                   lr_schedule="cosine", weight_decay=0.0)
-        recognizer.compile(optimizer=make_optimizer(train_cfg, steps))
-        size = model_cfg.image_size
-        recognizer.head((recognizer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32)))
+        recognizer = build_recognizer(model_cfg, data.num_classes, backbone=qat,
+                                      optimizer=make_optimizer(train_cfg, steps))
         if not restore_head(model_path, recognizer.head):
             log(f"QAT: no trained head for these {data.num_classes} classes in {model_path}; "
                 "fine-tuning with a fresh head (pass the training run's data flags to reuse it)")
@@ -259,5 +245,5 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
     return recognizer.backbone
 
 
-__all__ = ["ExportError", "run", "finetune", "load_float_model", "calibration_images",
+__all__ = ["ExportError", "run", "finetune", "calibration_images",
            "write_saved_model", "convert_all", "metadata", "check_parity"]

@@ -18,12 +18,12 @@ Example:
 """
 from __future__ import annotations
 
-import os
 import time
 
 import cv2
 import numpy as np
 
+from mfn_tf2.models import ModelError, model_kind, open_interpreter, open_signature
 from mfn_tf2.preprocess import model_input
 
 # Side of the random grid that smooth test images are upsampled from: a face
@@ -31,8 +31,8 @@ from mfn_tf2.preprocess import model_input
 _BLOB_GRID = 7
 
 
-class LatencyError(ValueError):
-    """A model that cannot be loaded or run; the message names it."""
+class LatencyError(ModelError):
+    """A model or input that cannot be timed; the message names it."""
 
 
 class NotResizable(LatencyError):
@@ -73,14 +73,9 @@ def _sized(images: np.ndarray | None, count: int, height: int, width: int) -> np
 
 def _interpreter(path: str, threads: int, batch: int):
     """A LiteRT interpreter on ``path`` with its input batch set to ``batch``."""
-    from ai_edge_litert.interpreter import Interpreter
-    if not os.path.isfile(path):
-        raise LatencyError(f"{path}: no such .tflite file")
-    try:
-        interp = Interpreter(model_path=path, num_threads=threads)
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as err:
-        raise LatencyError(f"{path}: cannot load TFLite model ({str(err).splitlines()[0]})") from None
+    if model_kind(path) != "tflite":
+        raise ModelError(f"{path}: not a .tflite file")
+    interp = open_interpreter(path, threads)
     detail = interp.get_input_details()[0]
     if detail["shape"][0] != batch:
         try:
@@ -93,6 +88,35 @@ def _interpreter(path: str, threads: int, batch: int):
             raise NotResizable(f"{path}: output batch stays "
                                f"{interp.get_output_details()[0]['shape'][0]} at input batch {batch}")
     return interp
+
+
+def timed(fn, runs: int, warmup: int = 0, prepare=None) -> list[float]:
+    """Seconds of each of ``runs`` calls of ``fn()``, after ``warmup`` untimed calls.
+
+    Args:
+        fn: the work to time, called without arguments.
+        runs: timed calls.
+        warmup: untimed calls first (tracing, weight packing, caches).
+        prepare: called untimed with the call's index (0 .. warmup + runs - 1)
+            before each call, e.g. to copy the next input in.
+
+    Returns:
+        ``runs`` wall-clock durations in seconds (``time.perf_counter``).
+
+    Example:
+        >>> len(timed(lambda: sum(range(100)), runs=3, warmup=1))
+        3
+    """
+    times = []
+    for i in range(warmup + runs):
+        if prepare is not None:
+            prepare(i)
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        if i >= warmup:
+            times.append(elapsed)
+    return times
 
 
 def _percentiles(times_ms: list[float]) -> dict:
@@ -118,7 +142,7 @@ def tflite_latency(path: str, threads: int, runs: int = 100, warmup: int = 10, b
         dict(p50, p90, p99, mean, min) in ms, plus runs, warmup, threads, batch.
 
     Raises:
-        LatencyError: missing or unloadable file; NotResizable when ``batch``
+        ModelError: missing or unloadable file; NotResizable when ``batch``
             cannot be set.
 
     Example:
@@ -133,14 +157,8 @@ def tflite_latency(path: str, threads: int, runs: int = 100, warmup: int = 10, b
     pixels = _sized(images, distinct * batch, int(height), int(width))
     inputs = [model_input(pixels[i * batch:(i + 1) * batch], detail["dtype"], detail["quantization"])
               for i in range(distinct)]
-    times_ms = []
-    for i in range(warmup + runs):
-        interp.set_tensor(detail["index"], inputs[i % distinct])
-        start = time.perf_counter()
-        interp.invoke()
-        elapsed = (time.perf_counter() - start) * 1e3
-        if i >= warmup:
-            times_ms.append(elapsed)
+    times_ms = [1e3 * t for t in timed(interp.invoke, runs, warmup,
+                                        prepare=lambda i: interp.set_tensor(detail["index"], inputs[i % distinct]))]
     return {**_percentiles(times_ms), "runs": runs, "warmup": warmup, "threads": threads, "batch": batch}
 
 
@@ -184,33 +202,22 @@ def savedmodel_throughput(path: str, batch: int, runs: int = 10, warmup: int = 2
         to another size.
 
     Raises:
-        LatencyError: not a SavedModel with a serving_default signature.
+        ModelError: not a SavedModel with a serving_default signature.
 
     Example:
         >>> savedmodel_throughput("export/demo/saved_model", batch=32)   # doctest: +SKIP
         88.2
     """
     from mfn_tf2.backend import tf
-    if not os.path.exists(os.path.join(path, "saved_model.pb")):
-        raise LatencyError(f"{path}: not a SavedModel folder (no saved_model.pb)")
-    try:
-        fn = tf.saved_model.load(path).signatures["serving_default"]
-    except (KeyError, OSError, ValueError) as err:
-        raise LatencyError(f"{path}: cannot load SavedModel serving_default ({err})") from None
+    fn = open_signature(path)
     (name, spec), = fn.structured_input_signature[1].items()
     fixed, height, width, _ = spec.shape
     if fixed is not None and fixed != batch:
         return None
     pixels = _sized(images, batch, int(height), int(width))
     feed = {name: tf.constant(model_input(pixels, spec.dtype.as_numpy_dtype))}
-    times = []
-    for i in range(warmup + runs):
-        start = time.perf_counter()
-        fn(**feed)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return batch / float(np.mean(times))
+    return batch / float(np.mean(timed(lambda: fn(**feed), runs, warmup)))
 
 
-__all__ = ["LatencyError", "NotResizable", "smooth_images", "model_input", "tflite_latency",
+__all__ = ["LatencyError", "NotResizable", "smooth_images", "timed", "tflite_latency",
            "tflite_throughput", "savedmodel_throughput"]

@@ -333,8 +333,10 @@ def generate_pairs(data_directory, sample_type: int = 0, repeat_times: int = 10,
             person with 2+ images one same pair and one pair with another
             random person; 1 = every pair among ``num_person`` people (with
             2+ images) x up to ``num_sample`` images each.
-        repeat_times, num_person, num_sample: see sample_type.
+        repeat_times, num_person, num_sample: see sample_type (all >= 1).
         seed: the same seed gives the same pairs.
+
+    The values come from an ``EvalConfig``, which checks them.
 
     Returns:
         A PairSet in 10 contiguous folds.
@@ -348,11 +350,6 @@ def generate_pairs(data_directory, sample_type: int = 0, repeat_times: int = 10,
     rng = np.random.default_rng(seed)
     samplers = {0: lambda: _balanced_pairs(people, rng, repeat_times),
                 1: lambda: _all_pairs(people, rng, num_person, num_sample)}
-    if sample_type not in samplers:
-        raise PairsError(f"sample_type must be 0 (balanced) or 1 (all pairs), got {sample_type}")
-    if min(repeat_times, num_person, num_sample) < 1:
-        raise PairsError(f"repeat_times, num_person and num_sample must be >= 1, got "
-                         f"{repeat_times}, {num_person}, {num_sample}")
     triples = samplers[sample_type]()
     if not triples:
         multi = sum(len(images) >= 2 for images in people.values())

@@ -2,14 +2,16 @@
 
 ``Recognizer`` is a small subclassed ``keras.Model``. Its ``backbone`` is the
 functional embedding model (image -> embedding) that is exported as-is once
-the head is stripped; the head only exists for training. ``make_optimizer``
-builds the optimizer with warm-up and decay from a ``TrainConfig``.
+the head is stripped; the head only exists for training. ``build_recognizer``
+is the one way to make one from a ``ModelConfig``; ``make_optimizer`` builds
+the optimizer with warm-up and decay from a ``TrainConfig``.
 
 Example:
     >>> from mfn_tf2.config import ModelConfig, TrainConfig
-    >>> from mfn_tf2.backbones import build_backbone
-    >>> rec = Recognizer(build_backbone(ModelConfig(width=0.25, image_size=32)), num_classes=10)
-    >>> rec.compile(optimizer=make_optimizer(TrainConfig(), steps_per_epoch=5))
+    >>> cfg = ModelConfig(width=0.25, image_size=32)
+    >>> rec = build_recognizer(cfg, 10, optimizer=make_optimizer(TrainConfig(), steps_per_epoch=5))
+    >>> rec.head.kernel.shape
+    TensorShape([256, 10])
     >>> # rec.fit(dataset_of_images_and_labels, epochs=1)
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.head import ArcFace
+from mfn_tf2.backbones import build_backbone
 
 
 class Recognizer(keras.Model):
@@ -28,16 +31,15 @@ class Recognizer(keras.Model):
         num_classes: identities in the training set.
         loss_scale: ArcFace s.
         loss_margin: ArcFace m (radians), reached after ``margin_warmup_steps``.
-        margin_warmup_steps: the margin grows linearly from 0 over these optimizer steps.
+        margin_warmup_steps: the head's margin grows linearly from 0 over these optimizer steps.
     """
 
     def __init__(self, backbone: keras.Model, num_classes: int, loss_scale: float = 64.0,
                  loss_margin: float = 0.5, margin_warmup_steps: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
-        self.head = ArcFace(num_classes, scale=loss_scale, margin=loss_margin, name="arcface")
-        self.loss_margin = float(loss_margin)
-        self.margin_warmup_steps = int(margin_warmup_steps)
+        self.head = ArcFace(num_classes, scale=loss_scale, margin=loss_margin,
+                            warmup_steps=margin_warmup_steps, name="arcface")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
@@ -48,17 +50,9 @@ class Recognizer(keras.Model):
     def call(self, images, training=False):
         return self.backbone(images, training=training)
 
-    def margin_now(self):
-        """This step's margin: loss_margin * min(1, step / warm-up), a tensor (no variable write,
-        so it works the same in every replica and worker)."""
-        if self.margin_warmup_steps <= 0:
-            return tf.constant(self.loss_margin)
-        progress = tf.cast(self.optimizer.iterations, tf.float32) / self.margin_warmup_steps
-        return self.loss_margin * tf.minimum(1.0, progress)
-
     def _loss(self, images, labels, training):
         embeddings = self.backbone(images, training=training)
-        logits = self.head((embeddings, labels), margin=self.margin_now())
+        logits = self.head((embeddings, labels), step=self.optimizer.iterations)
         per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         # Averaged over the global batch: gradients are summed across replicas.
         return tf.nn.compute_average_loss(per_example), per_example, logits
@@ -80,6 +74,37 @@ class Recognizer(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
+def build_recognizer(model_cfg, num_classes: int, *, backbone: keras.Model | None = None,
+                     optimizer: keras.optimizers.Optimizer | None = None,
+                     margin_warmup_steps: int = 0) -> Recognizer:
+    """The Recognizer of a ModelConfig, its head's weights created (ready for a restore).
+
+    Args:
+        model_cfg: a ModelConfig: the backbone (unless given), image_size, loss_scale, loss_margin.
+        num_classes: identities of the head.
+        backbone: the embedding model to train instead of ``build_backbone(model_cfg)``
+            (QAT passes its fake-quantized export form).
+        optimizer: compiled in when given (``make_optimizer``).
+        margin_warmup_steps: optimizer steps over which the head ramps its margin up.
+
+    Returns:
+        A Recognizer (build it inside a strategy's scope to train under it).
+
+    Example:
+        >>> from mfn_tf2.config import ModelConfig
+        >>> build_recognizer(ModelConfig(width=0.25, image_size=32), 5).head.num_classes
+        5
+    """
+    backbone = backbone if backbone is not None else build_backbone(model_cfg)
+    recognizer = Recognizer(backbone, num_classes, model_cfg.loss_scale, model_cfg.loss_margin,
+                            margin_warmup_steps=margin_warmup_steps)
+    if optimizer is not None:
+        recognizer.compile(optimizer=optimizer)
+    size = model_cfg.image_size
+    recognizer.head((recognizer(tf.zeros((1, size, size, 3))), tf.zeros((1,), tf.int32)))
+    return recognizer
+
+
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to ``peak``, then cosine / polynomial decay or a constant.
 
@@ -92,8 +117,6 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, peak: float, warmup_steps: int, total_steps: int, kind: str = "cosine"):
         super().__init__()
-        if kind not in _DECAY:
-            raise ValueError(f"--lr_schedule {kind!r}: choose one of {', '.join(_DECAY)}")
         self.peak, self.warmup_steps, self.total_steps, self.kind = peak, warmup_steps, total_steps, kind
 
     def __call__(self, step):
@@ -137,8 +160,6 @@ def make_optimizer(cfg, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     Returns:
         A Keras 2 optimizer.
     """
-    if cfg.optimizer not in _OPTIMIZERS:
-        raise ValueError(f"--optimizer {cfg.optimizer!r}: choose one of {', '.join(_OPTIMIZERS)}")
     schedule = WarmupDecay(cfg.learning_rate, int(cfg.warmup_epochs * steps_per_epoch),
                            max(1, cfg.epochs * steps_per_epoch), cfg.lr_schedule)
     optimizer = _OPTIMIZERS[cfg.optimizer](schedule, cfg)
@@ -161,11 +182,12 @@ def set_precision(mode: str) -> str:
     if mode == "auto":
         mode = "float16" if tf.config.list_physical_devices("GPU") else (
             "bfloat16" if _cpu_has_bf16() else "off")
-    policies = {"off": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-    if mode not in policies:
-        raise ValueError(f"--mixed_precision {mode!r}: choose off, auto, bfloat16 or float16")
-    keras.mixed_precision.set_global_policy(policies[mode])
-    return policies[mode]
+    keras.mixed_precision.set_global_policy(_POLICIES[mode])
+    return _POLICIES[mode]
+
+
+# --mixed_precision (config.PRECISIONS, "auto" resolved) -> Keras policy.
+_POLICIES = {"off": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 def _cpu_has_bf16() -> bool:

@@ -17,12 +17,10 @@ Example:
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
 from mfn_tf2.backend import tf
+from mfn_tf2.models import open_interpreter
 
 
 class ConversionError(ValueError):
@@ -113,14 +111,6 @@ def convert(model, kind: str, calibration=None, per_tensor: bool = False) -> byt
     return converter.convert()
 
 
-def _interpreter(model, num_threads):
-    source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) \
-        else {"model_path": os.fspath(model)}
-    interpreter = Interpreter(num_threads=num_threads, **source)
-    interpreter.allocate_tensors()
-    return interpreter
-
-
 def op_report(model, num_threads: int = 2) -> list[dict]:
     """Every op of a .tflite model, with its input dtype and whether XNNPACK runs it.
 
@@ -132,11 +122,14 @@ def op_report(model, num_threads: int = 2) -> list[dict]:
         One dict per original op in graph order: ``op`` (e.g. "CONV_2D"),
         ``dtype`` (of its first input, e.g. "int8"), ``delegated`` (bool).
 
+    Raises:
+        models.ModelError: not a loadable .tflite model.
+
     Example:
         >>> [r["op"] for r in op_report(data) if not r["delegated"]]   # doctest: +SKIP
         ['PRELU', 'PRELU']
     """
-    ops = _interpreter(model, num_threads)._get_ops_details()
+    ops = open_interpreter(model, num_threads)._get_ops_details()
     producer = {t: op["index"] for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
     delegated = set()
     for node in (op for op in ops if op["op_name"] == "DELEGATE"):

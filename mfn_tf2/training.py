@@ -32,7 +32,7 @@ from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
 from mfn_tf2.fileio import OutputLock, atomic_directory
 from mfn_tf2.backbones import build_backbone
-from mfn_tf2.recognizer import Recognizer, make_optimizer, set_precision
+from mfn_tf2.recognizer import Recognizer, build_recognizer, make_optimizer, set_precision
 from mfn_tf2.verification import has_pairs, load_pairs, log_columns, verifier_for
 
 
@@ -107,12 +107,9 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
 
 def _build(model_cfg, train_cfg, class_names: list[str], steps: int, save_dir: str, write_dir: str, log):
     """Recognizer, optimizer and checkpoint (restored when one exists); inside the strategy scope."""
-    recognizer = Recognizer(build_backbone(model_cfg), len(class_names), model_cfg.loss_scale,
-                            model_cfg.loss_margin, margin_warmup_steps=int(train_cfg.margin_warmup_epochs * steps))
     optimizer = make_optimizer(train_cfg, steps)
-    recognizer.compile(optimizer=optimizer)
-    recognizer.head((recognizer(tf.zeros((1, model_cfg.image_size, model_cfg.image_size, 3))),
-                     tf.zeros((1,), tf.int32)))  # creates the head's weights before a restore
+    recognizer = build_recognizer(model_cfg, len(class_names), optimizer=optimizer,  # head built: restorable
+                                  margin_warmup_steps=int(train_cfg.margin_warmup_epochs * steps))
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     ckpt = training_checkpoint(recognizer, optimizer, epoch)
     manager = tf.train.CheckpointManager(ckpt, write_dir, max_to_keep=3)

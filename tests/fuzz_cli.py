@@ -68,7 +68,7 @@ def build_inputs(work: str) -> dict:
     from mfn_tf2.checkpoints import claim_directory, training_checkpoint
     from mfn_tf2.config import ModelConfig
     from mfn_tf2.backbones import build_backbone
-    from mfn_tf2.recognizer import Recognizer
+    from mfn_tf2.recognizer import build_recognizer
     from mfn_tf2.tflite import convert
     root = Path(work)
     faces = make_face_tree(root / "faces", n_ids=3, n_imgs=3)
@@ -80,8 +80,7 @@ def build_inputs(work: str) -> dict:
     weights = root / "weights"
     names = sorted(p.name for p in faces.iterdir())
     claim_directory(str(weights), cfg, names)
-    rec = Recognizer(backbone, len(names))
-    rec.head((rec(tf.zeros((1, cfg.image_size, cfg.image_size, 3))), tf.zeros((1,), tf.int32)))
+    rec = build_recognizer(cfg, len(names), backbone=backbone)
     opt = keras.optimizers.SGD()
     training_checkpoint(rec, opt, tf.Variable(0, dtype=tf.int64)).save(str(weights / "ckpt"))
     return {"faces": faces, "pairs": pairs, "model": root / "model.tflite", "weights": weights}

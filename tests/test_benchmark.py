@@ -9,8 +9,9 @@ from mfn_tf2.allocator import find_tcmalloc
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.config import ModelConfig
 from mfn_tf2.images import read_rgb
-from mfn_tf2.latency import (LatencyError, smooth_images, savedmodel_throughput, tflite_latency,
+from mfn_tf2.latency import (smooth_images, savedmodel_throughput, timed, tflite_latency,
                              tflite_throughput)
+from mfn_tf2.models import ModelError
 from mfn_tf2.backbones import build_backbone
 
 TINY = ModelConfig(width=0.25, image_size=32, embedding_dim=16)
@@ -76,8 +77,15 @@ def test_savedmodel_throughput(tiny_models):
 def test_latency_names_a_file_that_is_not_a_model(tmp_path):
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a flatbuffer")
-    with pytest.raises(LatencyError, match="junk.tflite: cannot load TFLite model"):
+    with pytest.raises(ModelError, match="junk.tflite: cannot load TFLite model"):
         tflite_latency(str(junk), threads=1, runs=1)
+
+
+def test_timed_runs_warmup_untimed_then_times_each_run():
+    calls, prepared = [], []
+    times = timed(lambda: calls.append(len(calls)), runs=3, warmup=2, prepare=prepared.append)
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    assert calls == [0, 1, 2, 3, 4] and prepared == [0, 1, 2, 3, 4]
 
 
 def test_cli_writes_json_and_markdown(tiny_models, demo_data, tmp_path):

@@ -84,20 +84,39 @@ def test_gradients_stay_finite_at_cos_plus_minus_one(sign, exact):
     assert np.abs(grad_kernel.numpy()).sum() > 0
 
 
-def test_margin_is_an_assignable_non_trainable_variable():
+def test_margin_variable_is_the_margin_in_force():
     head, kernel = make_head(margin=0.5)
     assert [w.name for w in head.trainable_weights] == [head.kernel.name]
     assert [w.name for w in head.non_trainable_weights] == [head.margin.name]
     emb, labels = near_opposite_batch(kernel, np.random.default_rng(3), n=8)
     inputs = (tf.constant(emb), tf.constant(labels))
+    # Without a step (evaluation, user code) the variable is used as it is.
     head.margin.assign(0.0)
     np.testing.assert_allclose(head(inputs).numpy(), 64.0 * head.cosine(emb).numpy(), atol=1e-4)
     head.margin.assign(0.2)
     np.testing.assert_allclose(head(inputs).numpy(),
                                reference_logits(emb, kernel, labels, 64.0, 0.2),
                                rtol=1e-4, atol=1e-3)
-    # The configured margin, not the ramped value, is what a rebuilt head starts from.
+    # A training call (a step given) sets the variable to the configured margin (no warm-up) and uses it.
+    np.testing.assert_allclose(head(inputs, step=tf.constant(3)).numpy(),
+                               reference_logits(emb, kernel, labels, 64.0, 0.5), rtol=1e-4, atol=1e-3)
+    assert float(head.margin.numpy()) == pytest.approx(0.5)
+    # The configured margin, not an assigned value, is what a rebuilt head starts from.
+    head.margin.assign(0.1)
     assert ArcFace.from_config(head.get_config()).margin.numpy() == pytest.approx(0.5)
+
+
+def test_margin_warm_up_ramps_the_variable():
+    head = ArcFace(CLASSES, scale=64.0, margin=0.4, warmup_steps=10)
+    emb, labels = near_opposite_batch(make_head()[1], np.random.default_rng(7), n=4)
+    head((tf.constant(emb), tf.constant(labels)))
+    kernel = head.kernel.numpy()
+    for step, expected in ((0, 0.0), (5, 0.2), (10, 0.4), (50, 0.4)):
+        logits = head((tf.constant(emb), tf.constant(labels)), step=tf.constant(step))
+        assert float(head.margin.numpy()) == pytest.approx(expected)
+        np.testing.assert_allclose(logits.numpy(), reference_logits(emb, kernel, labels, 64.0, expected),
+                                   rtol=1e-4, atol=1e-3)
+    assert ArcFace.from_config(head.get_config()).warmup_steps == 10
 
 
 def test_get_config_round_trip():
@@ -143,3 +162,10 @@ def test_runs_under_mirrored_strategy():
     np.testing.assert_allclose(strategy.experimental_local_results(out)[0].numpy(),
                                reference_logits(emb, kernel, labels, 64.0, 0.25),
                                rtol=1e-4, atol=1e-3)
+    # A training call writes the margin variable from inside the replica.
+    out = strategy.run(tf.function(lambda e, y: head((e, y), step=tf.constant(1))),
+                       args=(tf.constant(emb), tf.constant(labels)))
+    np.testing.assert_allclose(strategy.experimental_local_results(out)[0].numpy(),
+                               reference_logits(emb, kernel, labels, 64.0, 0.5),
+                               rtol=1e-4, atol=1e-3)
+    assert float(head.margin.numpy()) == pytest.approx(0.5)

@@ -192,8 +192,6 @@ def test_generated_all_pairs(face_tree):
     ps = generate_pairs(face_tree, sample_type=1, num_person=3, num_sample=4, seed=1)
     assert len(ps) == 12 * 11 // 2 and int(ps.labels.sum()) == 3 * (4 * 3 // 2)
     assert len(ps.unique_paths()) == 12
-    with pytest.raises(PairsError, match="sample_type must be 0"):
-        generate_pairs(face_tree, sample_type=2)
 
 
 def test_generate_needs_two_people(tmp_path, demo_data):

@@ -12,17 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_MODEL_FLAGS, make_face_tree, run_cli, write_plain_pairs
-from mfn_tf2.backend import tf
 from mfn_tf2.checkpoints import CheckpointError, load_backbone, load_pretrained, model_config
-from mfn_tf2.backbones import build_backbone
-from mfn_tf2.recognizer import Recognizer
-
-
-def _recognizer(cfg, num_classes):
-    """A fresh Recognizer with its head built, as train._build makes it."""
-    rec = Recognizer(build_backbone(cfg), num_classes)
-    rec.head((rec(tf.zeros((1, cfg.image_size, cfg.image_size, 3))), tf.zeros((1,), tf.int32)))
-    return rec
+from mfn_tf2.recognizer import build_recognizer
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +41,7 @@ HEADED = {"training folder", "final.weights.h5"}
                                   "export saved_model", "keras .h5", "keras .keras"])
 def test_every_form_loads_the_backbone(saved, form):
     weights, names, expected, forms = saved
-    rec = _recognizer(model_config(str(weights)), len(names))
+    rec = build_recognizer(model_config(str(weights)), len(names))
     fresh_head = rec.head.get_weights()[0].copy()
     message = load_pretrained(str(forms[form]), rec, names)
     if form in ("embedding_model", "best"):  # the final / best backbone, not the newest checkpoint
@@ -69,7 +60,7 @@ def test_every_form_loads_the_backbone(saved, form):
 @pytest.mark.parametrize("form", sorted(HEADED))
 def test_other_identities_keep_a_fresh_head(saved, form):
     weights, names, _, forms = saved
-    rec = _recognizer(model_config(str(weights)), 3)
+    rec = build_recognizer(model_config(str(weights)), 3)
     fresh_head = rec.head.get_weights()[0].copy()
     message = load_pretrained(str(forms[form]), rec, ["a", "b", "c"])
     assert f"its {len(names)} identities are not this run's 3" in message
@@ -80,7 +71,7 @@ def test_other_identities_keep_a_fresh_head(saved, form):
 def test_another_architecture_is_one_error(saved, form):
     from mfn_tf2.config import replace
     weights, names, _, forms = saved
-    rec = _recognizer(replace(model_config(str(weights)), embedding_dim=64), len(names))
+    rec = build_recognizer(replace(model_config(str(weights)), embedding_dim=64), len(names))
     with pytest.raises(CheckpointError) as err:
         load_pretrained(str(forms[form]), rec, names)
     assert str(err.value).startswith(f"--pretrained_model {forms[form]}: ") and "\n" not in str(err.value)

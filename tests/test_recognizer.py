@@ -1,25 +1,43 @@
-"""Recognizer pieces: margin warm-up, learning-rate schedule, optimizer choice, precision policy."""
+"""Recognizer pieces: the one builder, margin warm-up, learning-rate schedule, optimizer choice, precision policy.
+
+Bad optimizer / schedule / precision names are refused by TrainConfig (tests/test_config.py)."""
 import numpy as np
 import pytest
 
-from mfn_tf2.backend import keras, tf
+from mfn_tf2.backend import keras
 from mfn_tf2.config import ModelConfig, TrainConfig, replace
 from mfn_tf2.backbones import build_backbone
-from mfn_tf2.recognizer import Recognizer, WarmupDecay, make_optimizer, set_precision
+from mfn_tf2.recognizer import Recognizer, WarmupDecay, build_recognizer, make_optimizer, set_precision
+
+TINY = ModelConfig(width=0.25, image_size=32, embedding_dim=16, loss_scale=32.0, loss_margin=0.4)
 
 
 @pytest.fixture(scope="module")
 def recognizer():
-    rec = Recognizer(build_backbone(ModelConfig(width=0.25, image_size=32, embedding_dim=16)), num_classes=5,
-                     loss_margin=0.4, margin_warmup_steps=10)
-    rec.compile(optimizer=make_optimizer(TrainConfig(epochs=2), steps_per_epoch=10))
-    return rec
+    return build_recognizer(TINY, 5, optimizer=make_optimizer(TrainConfig(epochs=2), steps_per_epoch=10),
+                            margin_warmup_steps=10)
+
+
+def test_build_recognizer_takes_the_model_config(recognizer):
+    assert isinstance(recognizer, Recognizer) and recognizer.optimizer is not None
+    assert recognizer.backbone.input_shape == (None, 32, 32, 3) and recognizer.backbone.output_shape == (None, 16)
+    head = recognizer.head
+    assert head.built and tuple(head.kernel.shape) == (16, 5)
+    assert (head.scale, head.target_margin, head.warmup_steps) == (32.0, 0.4, 10)
+    # A given backbone (QAT's fake-quantized model) is trained instead of a fresh one.
+    backbone = build_backbone(TINY)
+    assert build_recognizer(TINY, 3, backbone=backbone).backbone is backbone
 
 
 def test_margin_warms_up_linearly_then_holds(recognizer):
+    """The head's margin variable is the margin in force: every step sets it from the warm-up."""
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(-1, 1, (5, 32, 32, 3)).astype(np.float32), np.arange(5)
     for step, expected in ((0, 0.0), (5, 0.2), (10, 0.4), (50, 0.4)):
         recognizer.optimizer.iterations.assign(step)
-        assert float(recognizer.margin_now()) == pytest.approx(expected)
+        assert float(recognizer.head.margin_at(recognizer.optimizer.iterations)) == pytest.approx(expected)
+        recognizer.test_on_batch(x, y)
+        assert float(recognizer.head.margin.numpy()) == pytest.approx(expected)
 
 
 def test_train_step_lowers_loss_on_fixed_batch(recognizer):
@@ -41,13 +59,14 @@ def test_schedule_warms_up_then_decays(kind):
     assert (lr[4] == pytest.approx(0.1)) if kind == "constant" else (lr[2] > lr[3] > lr[4] == pytest.approx(0.0))
 
 
-def test_optimizers_and_bad_names():
+def test_optimizers():
     assert isinstance(make_optimizer(replace(TrainConfig(), optimizer="adamw"), 10), keras.optimizers.AdamW)
     assert isinstance(make_optimizer(TrainConfig(), 10), keras.optimizers.SGD)
+    # Bad names never reach here: TrainConfig refuses them.
     with pytest.raises(ValueError, match="--optimizer"):
         make_optimizer(replace(TrainConfig(), optimizer="lion"), 10)
     with pytest.raises(ValueError, match="--lr_schedule"):
-        WarmupDecay(0.1, 1, 10, "step")
+        replace(TrainConfig(), lr_schedule="step")
 
 
 def test_precision_policies():
@@ -56,6 +75,6 @@ def test_precision_policies():
         assert set_precision("off") == "float32"
         assert set_precision("auto") in ("float32", "mixed_bfloat16")
         with pytest.raises(ValueError, match="--mixed_precision"):
-            set_precision("int4")
+            replace(TrainConfig(), mixed_precision="int4")
     finally:
         keras.mixed_precision.set_global_policy("float32")
