@@ -76,6 +76,8 @@ KINDS = {
 }
 # Where the activation ranges of an int8 kind come from (reports say it).
 RANGES = {"int8": "calibration", "qat_int8": "QAT"}
+# Op input dtypes that must not appear in an int8 file.
+_FLOAT = ("float32", "float16")
 
 
 def convert(model, kind: str, calibration=None, per_tensor: bool = False) -> bytes:
@@ -97,7 +99,8 @@ def convert(model, kind: str, calibration=None, per_tensor: bool = False) -> byt
         The flatbuffer bytes.
 
     Raises:
-        ConversionError: unknown kind or missing calibration.
+        ConversionError: unknown kind, missing calibration, or an int8 kind
+            whose file would hold a float op.
 
     Example:
         >>> data = convert(backbone, "fp16")                      # doctest: +SKIP
@@ -108,7 +111,15 @@ def convert(model, kind: str, calibration=None, per_tensor: bool = False) -> byt
     KINDS[kind](converter, calibration)
     # The converter's own switch (no public name): per-tensor weight scales.
     converter._experimental_disable_per_channel = per_tensor
-    return converter.convert()
+    data = converter.convert()
+    if kind in RANGES:
+        # qat_int8 cannot ask the converter for TFLITE_BUILTINS_INT8 (see _learned): a layer
+        # without a learned range would ship as a float op, silently. Refuse it here.
+        left = sorted({f"{r['op']} ({r['dtype']})" for r in op_report(data) if r["dtype"] in _FLOAT})
+        if left:
+            raise ConversionError(f"{kind}: the converter left float ops ({', '.join(left)}): a layer of the "
+                                  "model has no int8 range (for qat_int8: build it with quantize.qat_model)")
+    return data
 
 
 def op_report(model, num_threads: int = 2) -> list[dict]:

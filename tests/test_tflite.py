@@ -122,6 +122,16 @@ def test_bad_kind_or_missing_calibration_is_one_clear_error(small):
         convert(backbone, "int8", calibration=None)
 
 
+
+def test_an_int8_file_with_a_float_op_is_refused(small):
+    """qat_int8 cannot ask the converter for int8 builtins only: a layer without a learned
+    range (here a Dense after the QAT graph) would ship as a float op; convert refuses it."""
+    backbone, _, _ = small
+    qat = qat_model(backbone)
+    island = keras.Model(qat.input, keras.layers.Dense(8, name="float_island")(qat.output))
+    with pytest.raises(ConversionError, match=r"qat_int8: the converter left float ops \(FULLY_CONNECTED \(float32\)\)"):
+        convert(island, "qat_int8")
+
 def test_write_bytes_replaces_whole_files_and_leaves_no_temp(tmp_path):
     path = tmp_path / "sub" / "model.tflite"
     write_bytes(path, b"first")
