@@ -23,6 +23,7 @@ from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, read_rgb
 from mfn_tf2.latency import (LatencyError, savedmodel_throughput, timed, tflite_latency,
                              tflite_throughput)
 from mfn_tf2.models import ModelError, model_kind
+from mfn_tf2.preprocess import resize
 from mfn_tf2.reports import machine_info
 
 # Real faces read for --images (enough for 4 distinct batches of 32).
@@ -30,14 +31,13 @@ _MAX_IMAGES = 128
 
 
 def load_images(directory: str, limit: int = _MAX_IMAGES) -> np.ndarray:
-    """Up to ``limit`` faces found under ``directory`` (sorted), as uint8 (N, H, W, 3).
+    """Up to ``limit`` faces found under ``directory`` (sorted), as (N, H, W, 3) pixels 0..255.
 
     Images of another size are resized to the first one's.
 
     Raises:
         LatencyError: the folder holds no readable image.
     """
-    import cv2
     paths = sorted(os.path.join(root, name) for root, _, names in os.walk(directory)
                    for name in names if name.lower().endswith(IMAGE_EXTENSIONS))[:limit]
     if not paths:
@@ -47,7 +47,7 @@ def load_images(directory: str, limit: int = _MAX_IMAGES) -> np.ndarray:
     except ImageError as err:
         raise LatencyError(f"--images: {err}") from None
     h, w = faces[0].shape[:2]
-    return np.stack([f if f.shape[:2] == (h, w) else cv2.resize(f, (w, h)) for f in faces])
+    return np.stack([f if f.shape[:2] == (h, w) else resize(f, h, w) for f in faces])
 
 
 def delegation(path: str, threads: int) -> dict:
@@ -101,7 +101,8 @@ def train_speed(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, train_cfg: C.T
     policy = set_precision(train_cfg.mixed_precision)
     batch = data_cfg.batch_size
     if data_cfg.train_directory:
-        data = _open_data(data_cfg, model_cfg.image_size)
+        from mfn_tf2.pipeline import open_training_data
+        data = open_training_data(data_cfg, model_cfg.image_size)
         dataset, num_classes = data.train_dataset().repeat(), data.num_classes
     else:
         size = model_cfg.image_size
@@ -128,14 +129,13 @@ def pipeline_speed(data_cfg: C.DataConfig, image_size: int, batches: int) -> dic
 
     The first batch (file listing, buffer filling) is not timed.
     """
-    data = _open_data(data_cfg, image_size)
-    stream = iter(data.train_dataset().repeat())
-    next(stream)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(batches):
-        next(stream)
-    elapsed, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    return {**_rates(batches * data_cfg.batch_size, elapsed, cpu_seconds), "batches": batches,
+    from mfn_tf2.pipeline import open_training_data
+    data = open_training_data(data_cfg, image_size)
+    stream, cpu = iter(data.train_dataset().repeat()), []
+    times = timed(lambda: next(stream), batches, warmup=1,
+                  prepare=lambda i: cpu.append(time.process_time()) if i == 1 else None)
+    cpu_seconds = time.process_time() - cpu[0]
+    return {**_rates(batches * data_cfg.batch_size, sum(times), cpu_seconds), "batches": batches,
             "batch_size": data_cfg.batch_size, "data": data_cfg.train_directory,
             "num_train": data.num_train, "classes": data.num_classes}
 
@@ -145,11 +145,6 @@ def _rates(images: int, wall_seconds: float, cpu_seconds: float) -> dict:
     kept busy (well below 1: other programs took the rest)."""
     return {"images_per_second": images / wall_seconds, "images_per_cpu_second": images / cpu_seconds,
             "cpu_share": cpu_seconds / (wall_seconds * len(os.sched_getaffinity(0)))}
-
-
-def _open_data(data_cfg: C.DataConfig, image_size: int):
-    from mfn_tf2.pipeline import open_training_data
-    return open_training_data(C.replace(data_cfg, image_size=image_size))
 
 
 def _tf_threads() -> dict:

@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     weights, export_dir = os.path.join(ns.out, "weights"), os.path.join(ns.out, "export")
     try:  # a rejected value is an argument error before any work
         model_cfg = C.replace(recipe.model, **overrides)
-        data_cfg = C.replace(recipe.data, train_directory=ns.data, image_size=model_cfg.image_size)
+        data_cfg = C.replace(recipe.data, train_directory=ns.data)
         train_cfg = C.replace(recipe.train, save_model_directory=weights,
                               **({"epochs": ns.epochs} if ns.epochs else {}))
         eval_cfg = C.EvalConfig(pairs_filename=ns.pairs, data_directory=ns.heldout, far_target=(1e-3, 1e-2))

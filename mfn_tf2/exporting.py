@@ -226,7 +226,7 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
         raise DataError("qat_int8 needs --train_directory (the training faces) for fine-tuning")
     model_cfg = C.from_dict(C.ModelConfig, run["model"]) if run else C.ModelConfig(
         image_size=backbone.input_shape[1], embedding_dim=backbone.output_shape[-1])
-    data = open_training_data(C.replace(data_cfg, image_size=model_cfg.image_size))
+    data = open_training_data(data_cfg, model_cfg.image_size)
     strategy = make_strategy()
     steps = max(1, data.num_train // data_cfg.batch_size)
     with strategy.scope():

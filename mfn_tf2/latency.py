@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from mfn_tf2.models import ModelError, model_kind, open_interpreter, open_signature
-from mfn_tf2.preprocess import model_input
+from mfn_tf2.preprocess import model_input, resize
 
 # Side of the random grid that smooth test images are upsampled from: a face
 # crop has about this many "blobs" across, unlike white noise.
@@ -62,13 +62,11 @@ def smooth_images(count: int, size: int, seed: int = 0) -> np.ndarray:
 
 
 def _sized(images: np.ndarray | None, count: int, height: int, width: int) -> np.ndarray:
-    """``count`` uint8 images at (height, width): the given ones cycled, else smooth random."""
+    """``count`` images at (height, width), pixels 0..255: the given ones cycled, else smooth random."""
     if images is None:
         return smooth_images(count, max(height, width))[:, :height, :width]
     picked = [images[i % len(images)] for i in range(count)]
-    return np.stack([im if im.shape[:2] == (height, width)
-                     else cv2.resize(im, (width, height), interpolation=cv2.INTER_AREA)
-                     for im in picked])
+    return np.stack([im if im.shape[:2] == (height, width) else resize(im, height, width) for im in picked])
 
 
 def _interpreter(path: str, threads: int, batch: int):

@@ -249,7 +249,7 @@ _OPENERS = {"generator": _open_generator, "shards": _open_shards, "recordio": _o
             "folder": _open_folder}
 
 
-def open_training_data(cfg: DataConfig) -> TrainingData:
+def open_training_data(cfg: DataConfig, image_size: int | None = None) -> TrainingData:
     """Checks and opens the training input described by ``cfg``.
 
     Args:
@@ -257,6 +257,9 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
             which is read as shards when it holds manifest.json, as an
             insightface RecordIO set when it holds train.rec, else as
             identity folders.
+        image_size: the model's input side, which the images are resized to;
+            it replaces ``cfg.image_size`` (the model decides; runners pass
+            ``model_cfg.image_size`` here and nowhere else).
 
     Returns:
         TrainingData. Unusable files are left out with one warning.
@@ -283,6 +286,8 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
         >>> data.num_classes, data.num_train, data.num_valid                  # doctest: +SKIP
         (134, 2906, 323)
     """
+    if image_size is not None:
+        cfg = dataclasses.replace(cfg, image_size=image_size)
     kind = ("generator" if cfg.data_generator else
             "shards" if shards.is_shard_directory(cfg.train_directory) else
             "recordio" if recordio.is_recordio_directory(cfg.train_directory) else "folder")

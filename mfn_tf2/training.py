@@ -58,7 +58,7 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     policy = set_precision(train_cfg.mixed_precision)
     keras.utils.set_random_seed(train_cfg.seed)
     save_dir = train_cfg.save_model_directory
-    data = open_training_data(C.replace(data_cfg, image_size=model_cfg.image_size))
+    data = open_training_data(data_cfg, model_cfg.image_size)
     verify = (verifier_for(load_pairs(eval_cfg) if has_pairs(eval_cfg) else None, eval_cfg,
                            [read_bin(p) for p in eval_cfg.verification_sets]) if chief else None)
     if chief:
