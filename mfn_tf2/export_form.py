@@ -168,7 +168,7 @@ def export_form(model: keras.Model) -> keras.Model:
     Args:
         model: a functional float model of Conv2D/DepthwiseConv2D,
             BatchNormalization, PReLU and other built-in layers
-            (``model.build_backbone``).
+            (``backbones.build_backbone``).
 
     Returns:
         A float functional model with the same input and output, computing

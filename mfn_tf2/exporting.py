@@ -203,7 +203,7 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
     data has the same classes; otherwise a fresh head is trained (and said so).
 
     Args:
-        backbone: the float backbone (``model.build_backbone`` layout).
+        backbone: the float backbone (``backbones.build_backbone`` layout).
         model_path: its training directory (for the head) or SavedModel.
         run: the training run's run.json (its model config), or None.
         data_cfg: the training faces (``train_directory``) and batch size.

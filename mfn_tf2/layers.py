@@ -22,7 +22,7 @@ the Keras layer's own graph, so exported models and the converter's PRELU and
 grouped CONV_2D ops are unchanged. The classes keep the Keras names and are
 not registered: a saved model stores them as Keras' own ``PReLU`` /
 ``Conv2D`` and reloads anywhere without custom objects (as the slower Keras
-layer; the kit builds its models with ``model.build_backbone``).
+layer; the kit builds its models with ``backbones.build_backbone``).
 
 Example:
     >>> from mfn_tf2.backend import tf

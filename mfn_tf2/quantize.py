@@ -13,7 +13,7 @@ with the scheme the TFLite converter uses:
 
 Its activation ranges start where their moving averages settle on real
 faces (``calibration``), then move with the weights while fine-tuning
-(``qat.finetune``, ``export --qat_epochs``) adapts them to int8 rounding; ``tflite.convert(qat, "qat_int8")`` then writes the
+(``exporting.finetune``, ``export --qat_epochs``) adapts them to int8 rounding; ``tflite.convert(qat, "qat_int8")`` then writes the
 ranges QAT learned into the int8 file, with no second calibration.
 ``activation_ranges`` reads those learned ranges back (tests compare them with
 the scales of the ``.tflite``).
@@ -147,7 +147,7 @@ def qat_model(backbone: keras.Model, per_tensor: bool = False, calibration=None)
     """The backbone's export form, fake-quantized for quantization-aware training.
 
     Args:
-        backbone: a functional float backbone (``model.build_backbone``).
+        backbone: a functional float backbone (``backbones.build_backbone``).
         per_tensor: one weight scale per conv instead of one per output channel.
         calibration: float32 (N, S, S, 3) normalised real faces; when given,
             every activation range starts where its moving average settles on
