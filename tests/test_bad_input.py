@@ -303,8 +303,9 @@ def test_export_model_path(tmp_path, clean, row):
     proc = run_cli("export", model, "--out", tmp_path / "out", "--formats", "fp32", "--pairs_filename", pairs,
                    "--data_directory", faces, "--representative_dir", faces)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert error_line(proc) == (f"error: {model}: not a training directory (run.json) nor a SavedModel "
-                                "(saved_model.pb)")
+    assert error_line(proc) == {"missing": f"error: {model}: no such file or folder",
+                                "folder without a model": f"error: {model}: not a training directory (run.json) "
+                                                          "nor a SavedModel (saved_model.pb)"}[row]
 
 
 # ---------------------------------------------------------------------------------------------
