@@ -49,7 +49,7 @@ def yale_run(yale, tmp_path_factory):
 
 
 def test_pgm_tree_trains_and_counts_strays(yale, yale_run):
-    (tree, strays), (proc, _) = yale, yale_run
+    (_, strays), (proc, _) = yale, yale_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"{N_IDS} identities, {N_IDS * N_IMGS} training images, {strays} files skipped" in proc.stdout
     assert "WS_FTP.LOG (not an image)" in proc.stderr or "DEADJOE (not an image)" in proc.stderr
