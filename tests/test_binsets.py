@@ -66,6 +66,7 @@ def test_three_sets_one_table_per_model(tiny_run, heldout, tmp_path):
         assert "accuracy-flip (%)" in rows[0]
 
 
+@pytest.mark.slow
 def test_train_checks_bins_logs_them_and_picks_best_by_one(heldout, tmp_path):
     from conftest import make_face_tree, write_plain_pairs
     faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=6)

@@ -22,6 +22,7 @@ def test_margin_warms_up_linearly_then_holds(recognizer):
         assert float(recognizer.margin_now()) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_train_step_lowers_loss_on_fixed_batch(recognizer):
     recognizer.optimizer.iterations.assign(10)
     rng = np.random.default_rng(0)
