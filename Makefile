@@ -18,8 +18,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m mfn_tf2.demo
 
-# Two pytest workers (pytest-xdist), one test file each at a time: a file's fixtures are built once.
-XDIST := -n 2 --dist loadfile
+# Two pytest workers (pytest-xdist), one test file each at a time (a file's fixtures are built once),
+# in the order of tests/conftest.py (longest files first).
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) tests
