@@ -8,22 +8,11 @@ from conftest import make_face_tree, run_cli
 pytestmark = pytest.mark.slow  # trains, exports and benchmarks
 
 
-def short_pairs(demo_data, path, per_block: int = 30):
-    """The bundled LFW pairs file cut to its first ``per_block`` lines of each block
-    (2 folds x matched/mismatched): 120 of its 1,200 pairs, in the same format."""
-    lines = (demo_data / "pairs_heldout.txt").read_text().splitlines()
-    folds, n = map(int, lines[0].split())
-    kept = [line for block in range(2 * folds) for line in lines[1 + block * n: 1 + block * n + per_block]]
-    path.write_text("\n".join([f"{folds}\t{per_block}", *kept]) + "\n")
-    return path
-
-
 def test_short_demo_produces_report_pngs_and_every_model(tmp_path, demo_data):
     faces = make_face_tree(tmp_path / "faces", n_ids=24, n_imgs=4)
     out = tmp_path / "demo_out"
-    # Every format is verified on the held-out pairs: fewer of them, the same steps.
-    args = ("demo", "--data", faces, "--pairs", short_pairs(demo_data, tmp_path / "pairs.txt"), "--out", out,
-            "--epochs", "1", "--image_size", "32", "--width", "0.25", "--android_assets", tmp_path / "assets")
+    args = ("demo", "--data", faces, "--out", out, "--epochs", "1", "--image_size", "32", "--width", "0.25",
+            "--android_assets", tmp_path / "assets")
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for step in ("train", "verify the float model", "export + verify every format", "benchmark"):
