@@ -22,5 +22,5 @@ setup(
         "tqdm==4.70.1",
         "tensorboard==2.21.0",
     ],
-    extras_require={"test": ["pytest==9.2.0"]},
+    extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},
 )

@@ -3,6 +3,10 @@
 Every test uses real images (the bundled LFW subset in data/lfw_demo, or the
 full copy in ../shared/data/lfw when present), real TensorFlow and LiteRT.
 """
+import contextlib
+import fcntl
+import importlib
+import io
 import os
 import shutil
 import subprocess
@@ -67,6 +71,23 @@ def run_cli(module: str, *args, timeout: float = 900, env: dict | None = None,
                           cwd=cwd or REPO)
 
 
+def run_main(module: str, *args) -> subprocess.CompletedProcess:
+    """Runs ``mfn_tf2.<module>.main(args)`` in this process, as ``python -m`` would run it.
+
+    For rules a CLI checks while parsing (exit 2, one line), without a process start
+    and TensorFlow's import per case. Returns a CompletedProcess like ``run_cli``;
+    an exception that ``main`` lets escape fails the test.
+    """
+    main = importlib.import_module(f"mfn_tf2.{module}").main
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
 # A tiny but real configuration: trains in seconds on two cores.
 TINY_MODEL_FLAGS = ("--image_size", "32", "--width", "0.25", "--embedding_dim", "32")
 
@@ -94,15 +115,59 @@ def train_tiny(save_dir: Path, faces: Path, pairs: Path, *extra, epochs: int = 2
                    "--save_model_directory", save_dir, *extra)
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """A tiny model trained once per session: (save_dir, faces, pairs file)."""
-    root = tmp_path_factory.mktemp("tiny_run")
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A folder ``name`` that ``build(folder)`` fills once per test run, however many
+    pytest-xdist workers ask for it (the others wait for the first, then share it).
+
+    Returns the folder; tests must only read it (copy it to change it).
+    """
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above each worker's own
+    folder, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
+def _train_tiny_run(root: Path) -> None:
     faces = make_face_tree(root / "faces", n_ids=8, n_imgs=6)
     pairs = write_plain_pairs(faces, root / "pairs.txt")
     proc = train_tiny(root / "weights", faces, pairs)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return root / "weights", faces, pairs
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A tiny model trained once per test run (2 epochs): (save_dir, faces, pairs file).
+
+    Shared by every test that needs a trained model: read it, or copy it to change it.
+    """
+    root = built_once(tmp_path_factory, "tiny_run", _train_tiny_run)
+    return root / "weights", root / "faces", root / "pairs.txt"
+
+
+# Tests that use these fixtures wait for a training run: marked slow (`make test-fast` skips them).
+SLOW_FIXTURES = {"tiny_run"}
+
+# The files that run longest, longest first (minutes on 2 cores); the others follow by name. With
+# two workers taking one file at a time (make test: --dist loadfile --no-loadscope-reorder)
+# none of these is left to run alone at the end.
+LONGEST_FIRST = ("test_demo.py", "test_bad_input.py", "test_train.py", "test_recordio.py", "test_binsets.py",
+                 "test_export.py", "test_quantize.py", "test_tflite.py", "test_multiworker.py")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: by name after these
 
 
 def golden_cosines(assets: Path) -> list[float]:
@@ -116,19 +181,19 @@ def golden_cosines(assets: Path) -> list[float]:
     golden = json.loads((assets / "golden.json").read_text())
     meta = json.loads((assets / "metadata.json").read_text())
     pre, cosines = meta["preprocessing"], []
-    for name, io in meta["files"].items():
+    for name, spec in meta["files"].items():
         interp = Interpreter(model_path=str(assets / name))
         interp.allocate_tensors()
         inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
         for sample in golden["samples"]:
             x = (cv2.imread(str(assets / sample["file"]))[..., ::-1].astype(np.float32) - pre["mean"]) / pre["std"]
-            q = io["input"]["quantization"]
+            q = spec["input"]["quantization"]
             if q:
                 x = np.clip(np.floor(x / q["scale"] + 0.5) + q["zero_point"], -128, 127)  # Math.round
             interp.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
             interp.invoke()
             e = interp.get_tensor(outp["index"]).astype(np.float32)[0]
-            qo = io["output"]["quantization"]
+            qo = spec["output"]["quantization"]
             e = (e - qo["zero_point"]) * qo["scale"] if qo else e
             cosines.append(float(e @ np.array(sample["embeddings"][name]) / np.linalg.norm(e)))
     return cosines

@@ -57,6 +57,7 @@ def test_smooth_images_are_not_flat():
     assert not np.array_equal(images[0], images[1])
 
 
+@pytest.mark.slow
 def test_latency_and_throughput_of_a_tflite_model(tiny_models, demo_data):
     faces = np.stack([read_rgb(p) for p in sorted((demo_data / "heldout").rglob("*.jpg"))[:6]])
     stats = tflite_latency(str(tiny_models["tflite"]), threads=1, runs=12, warmup=2, images=faces)
@@ -70,6 +71,7 @@ def test_throughput_is_none_when_the_batch_is_fixed(fixed_batch_tflite):
     assert tflite_throughput(str(fixed_batch_tflite), threads=1, batch=4, runs=2) is None
 
 
+@pytest.mark.slow
 def test_savedmodel_throughput(tiny_models):
     assert savedmodel_throughput(str(tiny_models["saved_model"]), batch=4, runs=2, warmup=1) > 0
 
@@ -88,6 +90,7 @@ def test_timed_runs_warmup_untimed_then_times_each_run():
     assert calls == [0, 1, 2, 3, 4] and prepared == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_cli_writes_json_and_markdown(tiny_models, demo_data, tmp_path):
     out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
     res = run_cli("benchmark", tiny_models["tflite"], tiny_models["saved_model"], "--threads", "1,2",
@@ -108,6 +111,7 @@ def test_cli_writes_json_and_markdown(tiny_models, demo_data, tmp_path):
     assert "| model | kind |" in markdown and "tiny.tflite" in markdown
 
 
+@pytest.mark.slow
 def test_cli_training_speed_synthetic_and_real(face_tree, tmp_path):
     synthetic, real = tmp_path / "synthetic.json", tmp_path / "real.json"
     common = ["--train", *TINY_FLAGS, "--batch_size", "8", "--train_steps", "2", "--train_warmup", "1"]

@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from conftest import TINY_MODEL_FLAGS, run_cli
+from conftest import TINY_MODEL_FLAGS, run_cli, run_main
 from insightface_files import write_bin
 from mfn_tf2.pairs import read_pairs, save_pairs
 
@@ -66,6 +66,7 @@ def test_three_sets_one_table_per_model(tiny_run, heldout, tmp_path):
         assert "accuracy-flip (%)" in rows[0]
 
 
+@pytest.mark.slow
 def test_train_checks_bins_logs_them_and_picks_best_by_one(heldout, tmp_path):
     from conftest import make_face_tree, write_plain_pairs
     faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=6)
@@ -134,7 +135,7 @@ def test_bad_bin_sets(tiny_run, tmp_path, row):
 
 
 def test_nothing_to_check_is_a_flag_error(tmp_path):
-    proc = run_cli("train", tmp_path, "none", "none")
+    proc = run_main("train", tmp_path, "none", "none")  # a parsing rule: in-process
     assert proc.returncode == 2
     assert "data_directory none: give pairs to check, or --verification_sets" in proc.stderr.splitlines()[-1]
     proc = run_cli("evaluate", tmp_path)

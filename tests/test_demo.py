@@ -1,7 +1,11 @@
 """A shortened `python -m mfn_tf2.demo` (tiny model, one epoch): every step, model file and report part."""
 import json
 
+import pytest
+
 from conftest import make_face_tree, run_cli
+
+pytestmark = pytest.mark.slow  # trains, exports and benchmarks
 
 
 def test_short_demo_produces_report_pngs_and_every_model(tmp_path, demo_data):

@@ -48,6 +48,7 @@ def yale_run(yale, tmp_path_factory):
     return proc, weights
 
 
+@pytest.mark.slow
 def test_pgm_tree_trains_and_counts_strays(yale, yale_run):
     (_, strays), (proc, _) = yale, yale_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -56,6 +57,7 @@ def test_pgm_tree_trains_and_counts_strays(yale, yale_run):
     assert "done: 1 epochs" in proc.stdout
 
 
+@pytest.mark.slow
 def test_pgm_tree_evaluates_with_the_same_pairs_for_the_same_seed(yale, yale_run, tmp_path):
     (tree, strays), (_, weights) = yale, yale_run
     runs = {}

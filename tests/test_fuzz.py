@@ -10,7 +10,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # 30 CLI runs in one process
 
 SEED, COUNT = 14, 6
 

@@ -63,6 +63,7 @@ def test_grouped_conv_trains_as_depthwise_with_keras_results(per_group, strides,
     assert keras.layers.serialize(fast)["class_name"] == "Conv2D"
 
 
+@pytest.mark.slow
 def test_mbf_trains_and_still_converts_to_int8(demo_data):
     # The grouped stem conv trains through the depthwise form; its weights keep the
     # grouped layout, so the int8 export form and the converter take it as before.

@@ -7,7 +7,11 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, TINY_MODEL_FLAGS, make_face_tree, run_cli, write_plain_pairs
+
+pytestmark = pytest.mark.slow  # several workers train or read together
 
 
 def _free_ports(n):

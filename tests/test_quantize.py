@@ -36,6 +36,7 @@ def test_export_form_computes_the_prelu_backbone(backbone, slopes):
         np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
 
 
+@pytest.mark.slow
 def test_int8_export_form_runs_entirely_in_xnnpack_and_keeps_the_embedding(backbone, demo_data):
     spread_slopes(backbone, (-0.3, 0.1, 0.25, 0.7, 1.4))
     faces = load_faces(demo_data / "heldout", SIZE, 48)
@@ -56,6 +57,7 @@ def shared_backbone():
     return model
 
 
+@pytest.mark.slow
 def test_shared_slopes_export_as_leaky_relu_that_xnnpack_runs_in_int8(shared_backbone, demo_data):
     spread_slopes(shared_backbone, (0.15,))
     fast = export_form(shared_backbone)
@@ -97,6 +99,7 @@ def tuned(request, backbone, shared_backbone, demo_data):
     return float_model, qat, convert(qat, "qat_int8"), faces[32:]
 
 
+@pytest.mark.slow
 def test_qat_trains_the_shipped_graph_op_for_op(tuned):
     float_model, qat, data, faces = tuned
     assert qat.input_shape == float_model.input_shape and qat.output_shape == float_model.output_shape
@@ -107,6 +110,7 @@ def test_qat_trains_the_shipped_graph_op_for_op(tuned):
     assert mean_cosine(run_tflite(data, faces), qat.predict(faces, verbose=0)) > 0.99
 
 
+@pytest.mark.slow
 def test_qat_int8_file_carries_the_ranges_qat_learned(tuned):
     _, qat, data, _ = tuned
     ranges = activation_ranges(qat)
@@ -130,6 +134,7 @@ def test_qat_int8_file_carries_the_ranges_qat_learned(tuned):
     assert input_scale == pytest.approx(expected(*ranges[qat.layers[1].name])[0], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_qat_ranges_start_where_the_float_activations_are(backbone, demo_data):
     faces = load_faces(demo_data / "heldout", SIZE, 32)
     fresh = activation_ranges(qat_model(backbone))
@@ -143,6 +148,7 @@ def test_qat_ranges_start_where_the_float_activations_are(backbone, demo_data):
     assert started[next(iter(started))] == pytest.approx((faces.min(), faces.max()), rel=0.05)  # the input
 
 
+@pytest.mark.slow
 def test_qat_model_saves_and_reloads(tuned, tmp_path):
     _, qat, _, faces = tuned
     path = str(tmp_path / "qat.h5")
@@ -152,6 +158,7 @@ def test_qat_model_saves_and_reloads(tuned, tmp_path):
     np.testing.assert_allclose(loaded.predict(faces, verbose=0), qat.predict(faces, verbose=0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_per_tensor_qat_and_ptq_write_one_weight_scale_per_conv(backbone, demo_data):
     faces = load_faces(demo_data / "heldout", SIZE, 48)
     for data in (convert(qat_model(backbone, per_tensor=True, calibration=faces), "qat_int8", per_tensor=True),

@@ -40,6 +40,7 @@ def test_margin_warms_up_linearly_then_holds(recognizer):
         assert float(recognizer.head.margin.numpy()) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_train_step_lowers_loss_on_fixed_batch(recognizer):
     recognizer.optimizer.iterations.assign(10)
     rng = np.random.default_rng(0)

@@ -81,6 +81,7 @@ def test_multi_part_records_flag_labels_and_no_range_record(tmp_path):
     assert head[0] == 2 and labels.tolist() == [3.0, 9.0] and image == b"\xff\xd8\xff"
 
 
+@pytest.mark.slow
 def test_broken_records_are_skipped_and_counted(tmp_path):
     faces = make_face_tree(tmp_path / "faces", n_ids=4, n_imgs=5)
     records = tree_records(faces)
@@ -121,6 +122,7 @@ def _counts_line(root, **changes) -> str:
     return f"{data.num_classes} identities, {data.num_train} training images, {data.num_valid} validation"
 
 
+@pytest.mark.slow
 def test_train_on_rec_one_and_two_workers_with_the_folders_counts(tmp_path):
     faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=6)
     rec = write_rec(tree_records(faces), tmp_path / "rec")

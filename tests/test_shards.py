@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from conftest import REPO, make_face_tree, run_cli
+from conftest import REPO, make_face_tree, run_cli, run_main
 from mfn_tf2.backend import tf
 from mfn_tf2.config import DataConfig
 from mfn_tf2.folders import DataError
@@ -106,10 +106,11 @@ def test_pack_cli(face_tree, tmp_path):
     assert "packed 15 images of 3 identities into 2 shards" in done.stdout
     assert read_manifest(str(out))["total"] == 15
 
-    bad = run_cli("data", "pack", tmp_path / "nowhere", out)
+    # The refusals in-process (the CLI's own main): one line each, no process start.
+    bad = run_main("data", "pack", tmp_path / "nowhere", out)
     assert bad.returncode != 0
     assert bad.stderr.strip().splitlines()[-1].startswith("error: --train_directory")
-    too_many = run_cli("data", "pack", face_tree, tmp_path / "o2", "--shards", 99)
+    too_many = run_main("data", "pack", face_tree, tmp_path / "o2", "--shards", 99)
     assert too_many.returncode != 0 and "error: --shards 99" in too_many.stderr
 
 

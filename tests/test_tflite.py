@@ -84,6 +84,7 @@ KIND_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "dynamic": 0.98, "int8": 0.98,
 
 
 @pytest.mark.parametrize("kind", sorted(KIND_MIN_COSINE))
+@pytest.mark.slow
 def test_every_kind_converts_and_runs_in_litert(small, kind):
     backbone, calibration, faces = small
     # int8 converts the export form (as exporting.py does); qat_int8 the QAT model itself,
@@ -100,6 +101,7 @@ def test_every_kind_converts_and_runs_in_litert(small, kind):
     assert interpreter.get_output_details()[0]["dtype"] == io_dtype
 
 
+@pytest.mark.slow
 def test_op_report_finds_what_xnnpack_leaves_to_the_builtin_kernels(small, tmp_path):
     backbone, calibration, _ = small
     plain = convert(backbone, "int8", calibration)       # int8 PRELU: not run by XNNPACK

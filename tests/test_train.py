@@ -1,11 +1,13 @@
 """python -m mfn_tf2.train on real faces: outputs, resume, SIGKILL, two replicas, refusals."""
 import csv
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
+import pytest
 
 from conftest import REPO, TINY_MODEL_FLAGS, make_face_tree, run_cli, train_tiny, write_plain_pairs
 
@@ -28,17 +30,16 @@ def test_train_writes_everything_and_verifies(tiny_run):
     assert any((save_dir / "logs").rglob("events.out.tfevents*"))
 
 
-def test_resume_continues_from_last_epoch(tmp_path):
-    faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
-    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
-    first = train_tiny(tmp_path / "w", faces, pairs, epochs=1)
-    assert first.returncode == 0, first.stderr[-2000:]
-    again = train_tiny(tmp_path / "w", faces, pairs, epochs=2)
+def test_resume_continues_from_last_epoch(tiny_run, tmp_path):
+    weights, faces, pairs = tiny_run
+    save = shutil.copytree(weights, tmp_path / "w")  # a finished 2-epoch run
+    again = train_tiny(save, faces, pairs, epochs=3)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "resuming from epoch 1" in again.stdout
-    assert _history_epochs(tmp_path / "w") == [0, 1]
+    assert "resuming from epoch 2" in again.stdout
+    assert _history_epochs(save) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_at_saved_epoch(tmp_path):
     from mfn_tf2.backend import tf
     faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
@@ -67,6 +68,7 @@ def test_sigkill_then_resume_at_saved_epoch(tmp_path):
     np.testing.assert_allclose(FeatureExtractor(str(save)).infer(probe), before, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_logical_cpus_mirrored(tmp_path):
     faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
     pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
@@ -83,12 +85,10 @@ def test_other_configuration_is_refused(tiny_run, tmp_path):
     assert "another configuration" in proc.stderr and "embedding_dim" in proc.stderr
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_run, tmp_path):
     from mfn_tf2.embedders import FeatureExtractor
-    faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
-    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
-    good = train_tiny(tmp_path / "w", faces, pairs, epochs=1)
-    assert good.returncode == 0, good.stderr[-2000:]
+    weights, faces, pairs = tiny_run
+    shutil.copytree(weights, tmp_path / "w")  # a good run: its checkpoints are the last good ones
     proc = train_tiny(tmp_path / "w", faces, pairs, "--learning_rate", "1e30", epochs=4)
     assert proc.returncode != 0
     assert "error: loss became" in proc.stderr
