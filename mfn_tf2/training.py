@@ -25,7 +25,8 @@ import shutil
 from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.binsets import read_bin
-from mfn_tf2.callbacks import Checkpointer, LearningRateLogger, NanGuard, TimeBudget, Verifier
+from mfn_tf2.callbacks import (Checkpointer, LearningRateLogger, NanGuard, TimeBudget, TimeEstimate,
+                               Verifier)
 from mfn_tf2.checkpoints import (claim_directory, latest, load_pretrained, restore,
                                  training_checkpoint)
 from mfn_tf2.pipeline import open_training_data
@@ -80,7 +81,7 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
                 if valid_steps else None)
     scratch = None if chief else write_dir
     nan_guard, budget = NanGuard(), TimeBudget(train_cfg.max_minutes)
-    callbacks = [nan_guard, budget, LearningRateLogger(),
+    callbacks = [nan_guard, budget, LearningRateLogger(), TimeEstimate(train_cfg.epochs, steps, log),
                  Checkpointer(manager, epoch, train_cfg.checkpoint_epochs, train_cfg.checkpoint_steps,
                               train_cfg.epochs, scratch)]
     # Same callbacks in the same order on every worker: their collective reads must pair up.

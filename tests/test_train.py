@@ -1,5 +1,6 @@
 """python -m mfn_tf2.train on real faces: outputs, resume, SIGKILL, two replicas, refusals."""
 import csv
+import re
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,8 @@ def test_two_logical_cpus_mirrored(tmp_path):
     proc = train_tiny(tmp_path / "w", faces, pairs, "--logical_cpus", "2", epochs=1)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 replica(s)" in proc.stdout
+    # 30 faces at batch 8: 3 steps; the first traces, the next 2 are timed, then the estimate speaks.
+    assert re.search(r"\d+ ms per step on this machine: 0 more steps \(1 epoch\(s\) from epoch 1\)", proc.stdout)
 
 
 def test_other_configuration_is_refused(tiny_run, tmp_path):
