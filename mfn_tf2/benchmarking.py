@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from mfn_tf2 import config as C
-from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, read_rgb
+from mfn_tf2.images import ImageError, folder_images, read_rgb, warn_skipped
 from mfn_tf2.latency import (LatencyError, savedmodel_throughput, timed, tflite_latency,
                              tflite_throughput)
 from mfn_tf2.models import ModelError, model_kind
@@ -38,10 +38,11 @@ def load_images(directory: str, limit: int = _MAX_IMAGES) -> np.ndarray:
     Raises:
         LatencyError: the folder holds no readable image.
     """
-    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(directory)
-                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))[:limit]
+    paths, skipped = folder_images(directory)  # by content, as everywhere images are read
+    warn_skipped(skipped)
+    paths = paths[:limit]
     if not paths:
-        raise LatencyError(f"--images {directory}: no JPEG/PNG/BMP images found")
+        raise LatencyError(f"--images {directory}: no images found")
     try:
         faces = [read_rgb(p) for p in paths]
     except ImageError as err:

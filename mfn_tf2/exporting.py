@@ -30,7 +30,7 @@ from mfn_tf2.backend import keras, tf
 from mfn_tf2.checkpoints import restore_head
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
-from mfn_tf2.images import read_rgb, split_images, warn_skipped
+from mfn_tf2.images import folder_images, read_rgb, warn_skipped
 from mfn_tf2.models import ModelError, open_backbone, open_interpreter
 from mfn_tf2.preprocess import normalise, resize
 from mfn_tf2.reports import export_markdown, int8_summary, machine_info
@@ -48,7 +48,7 @@ class ExportError(ValueError):
 
 def calibration_images(folder: str, size: int, count: int, seed: int = 0) -> np.ndarray:
     """``count`` real faces from ``folder`` (recursively), normalised, (N, size, size, 3) float32."""
-    paths, skipped = split_images(sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files))
+    paths, skipped = folder_images(folder)
     warn_skipped(skipped)
     if not paths:
         raise ExportError(f"--representative_dir {folder}: no images found")

@@ -82,6 +82,11 @@ def split_images(paths) -> tuple[list[str], list[tuple[str, str]]]:
     return images, skipped
 
 
+def folder_images(folder) -> tuple[list[str], list[tuple[str, str]]]:
+    """Every file under ``folder`` (recursively, sorted) sorted into images and skipped files, by content."""
+    return split_images(sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files))
+
+
 def warn_skipped(skipped: list[tuple[str, str]]) -> None:
     """One warning that counts the files left out and names the first few."""
     if skipped:
@@ -137,4 +142,4 @@ def read_rgb(path) -> np.ndarray:
         raise ImageError(f"{path}: cannot read image ({err})") from None
 
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageError", "image_format", "read_rgb", "split_images", "warn_skipped"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageError", "image_format", "read_rgb", "split_images", "folder_images", "warn_skipped"]

@@ -83,6 +83,21 @@ def test_latency_names_a_file_that_is_not_a_model(tmp_path):
         tflite_latency(str(junk), threads=1, runs=1)
 
 
+
+def test_images_to_feed_are_found_by_content(demo_data, tmp_path):
+    """--images: a face saved without an extension is used, a stray text file is not, by content."""
+    import shutil
+    from mfn_tf2.benchmarking import load_images
+    face = sorted((demo_data / "heldout").rglob("*.jpg"))[0]
+    shutil.copy(face, tmp_path / "face_no_extension")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    images = load_images(str(tmp_path))
+    assert images.shape[0] == 1
+    np.testing.assert_array_equal(images[0], read_rgb(face))
+    (tmp_path / "face_no_extension").unlink()
+    with pytest.raises(ValueError, match="no images found"):
+        load_images(str(tmp_path))
+
 def test_timed_runs_warmup_untimed_then_times_each_run():
     calls, prepared = [], []
     times = timed(lambda: calls.append(len(calls)), runs=3, warmup=2, prepare=prepared.append)
