@@ -47,6 +47,19 @@ def test_prelu_matches_keras_prelu_in_training(slopes):
     assert type(keras.layers.deserialize(config)) is keras.layers.PReLU
 
 
+@pytest.mark.parametrize("shared", [None, [1], [2], [1, 3], [1, 2, 3]])
+def test_prelu_slope_gradient_for_any_shared_axes(shared):
+    # The slopes' gradient is a matmul when the kept axes trail, else reduce_sum: both as Keras.
+    x = np.random.default_rng(4).normal(0, 1, (3, 5, 4, 6)).astype(np.float32)
+    fast, slow = layers.PReLU(shared_axes=shared), keras.layers.PReLU(shared_axes=shared)
+    slow.build(x.shape)
+    fast.build(x.shape)
+    alpha = np.random.default_rng(5).uniform(-0.5, 1.5, slow.alpha.shape).astype(np.float32)
+    for layer in (fast, slow):
+        layer.set_weights([alpha])
+    assert_same(outputs_and_gradients(fast, x, True), outputs_and_gradients(slow, x, True))
+
+
 @pytest.mark.parametrize("per_group,strides,padding", [(2, 1, "same"), (2, 2, "same"), (4, 2, "valid")])
 def test_grouped_conv_trains_as_depthwise_with_keras_results(per_group, strides, padding):
     x = np.random.default_rng(2).normal(0, 1, (3, 9, 9, 16)).astype(np.float32)
