@@ -14,7 +14,7 @@ Example (the demo's recipe on the bundled faces, about 10 minutes on 2 cores):
     ...     C.EvalConfig(pairs_filename="data/lfw_demo/pairs_heldout.txt",
     ...                  data_directory="data/lfw_demo/heldout"),
     ...     C.replace(recipe.train, save_model_directory="weights"))["epochs_done"]   # doctest: +SKIP
-    12
+    15
 """
 from __future__ import annotations
 
