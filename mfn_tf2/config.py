@@ -418,7 +418,7 @@ RECIPES = {
     # (s 32, margin warmed up) and a short warm-up + cosine schedule. Learning rate 0.2
     # and weight decay 1e-3 were the best of 7 runs of 14-16 epochs on the bundled
     # faces (README "The demo's recipe"): 88.9 % on its held-out pairs at 16 epochs,
-    # against 87.8 % (lr 0.2, decay 5e-4) and 86.3-87.5 % for the others.
+    # 86.7 % in a 15-epoch `make demo` (runs differ by ~2 points; the old recipe: 86.6 %).
     "cpu_demo": Recipe(
         model=ModelConfig(image_size=64, expansion_ratio="paper", embedding_dim=128,
                           loss_scale=32.0, loss_margin=0.5),
