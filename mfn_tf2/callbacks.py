@@ -101,7 +101,6 @@ class TimeBudget(keras.callbacks.Callback):
             self.expired = self.model.stop_training = True
 
 
-
 class TimeEstimate(keras.callbacks.Callback):
     """Says once, early, how long the run will take on this machine.
 
@@ -149,6 +148,7 @@ class TimeEstimate(keras.callbacks.Callback):
                      f"({self.epochs - self.first_epoch} epoch(s) from epoch {self.first_epoch + 1}) "
                      f"take about {left * per_step / 60:.1f} minutes, verification not counted")
             self.done = True
+
 
 class Verifier(keras.callbacks.Callback):
     """Face verification on pairs every ``every_epochs``; keeps the best backbone.

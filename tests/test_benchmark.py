@@ -1,5 +1,6 @@
 """python -m mfn_tf2.benchmark and mfn_tf2.latency on tiny real models, real LiteRT, real faces."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -83,10 +84,8 @@ def test_latency_names_a_file_that_is_not_a_model(tmp_path):
         tflite_latency(str(junk), threads=1, runs=1)
 
 
-
 def test_images_to_feed_are_found_by_content(demo_data, tmp_path):
     """--images: a face saved without an extension is used, a stray text file is not, by content."""
-    import shutil
     from mfn_tf2.benchmarking import load_images
     face = sorted((demo_data / "heldout").rglob("*.jpg"))[0]
     shutil.copy(face, tmp_path / "face_no_extension")
@@ -97,6 +96,7 @@ def test_images_to_feed_are_found_by_content(demo_data, tmp_path):
     (tmp_path / "face_no_extension").unlink()
     with pytest.raises(ValueError, match="no images found"):
         load_images(str(tmp_path))
+
 
 def test_timed_runs_warmup_untimed_then_times_each_run():
     calls, prepared = [], []
