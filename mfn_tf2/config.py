@@ -36,7 +36,7 @@ PRELU_SLOPES = {"channel": (1, 2), "shared": (1, 2, 3)}
 ARCH_NAMES = ("mobilefacenet", "mbf")
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "polynomial", "constant")
-PRECISIONS = ("off", "auto", "bfloat16", "float16")
+PRECISIONS = ("off", "auto", "bfloat16", "float16", "bf32")
 STRATEGIES = ("auto", "mirrored", "multi_worker")
 
 
@@ -280,7 +280,9 @@ class TrainConfig:
         lr_schedule: "cosine", "polynomial" or "constant" after warm-up.
         margin_warmup_epochs: ramp the ArcFace margin from 0 over these epochs.
         mixed_precision: "off", "auto" (float16 on GPU, bfloat16 on CPUs that
-            have it), "bfloat16" or "float16".
+            have it), "bfloat16", "float16" or "bf32" (float32 weights and
+            activations; oneDNN convolutions multiply in bfloat16 on CPUs with
+            AVX512-BF16 or AMX, TensorFlow's TF_SET_ONEDNN_FPMATH_MODE=BF16).
         max_minutes: stop after this many minutes of training (0: no limit);
             the schedule is then laid out over the time budget.
         log_dir: TensorBoard directory (default: save_model_directory/logs).

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.head import ArcFace
@@ -170,24 +171,49 @@ def make_optimizer(cfg, steps_per_epoch: int) -> keras.optimizers.Optimizer:
 
 
 def set_precision(mode: str) -> str:
-    """Sets the global Keras precision policy for ``--mixed_precision``.
+    """Sets the global Keras precision policy (and oneDNN's math mode) for ``--mixed_precision``.
 
     Args:
         mode: "off", "auto" (float16 on GPU, bfloat16 on CPUs with native
-            bfloat16, else off), "bfloat16" or "float16".
+            bfloat16, else off), "bfloat16", "float16" or "bf32": float32
+            everywhere except inside TensorFlow's oneDNN convolutions, which
+            multiply in bfloat16 (``TF_SET_ONEDNN_FPMATH_MODE=BF16``, read
+            once a process, when its first convolution runs).
 
     Returns:
-        The policy name in force ("float32", "mixed_bfloat16", "mixed_float16").
+        The precision in force, checked rather than assumed: "float32",
+        "mixed_bfloat16", "mixed_float16" or "bf32". A convolution probe
+        decides between "bf32" and "float32": bf32 asked for on a CPU without
+        bfloat16, or after this process ran convolutions in float32, is
+        "float32"; a process started with the variable set is "bf32".
     """
     if mode == "auto":
         mode = "float16" if tf.config.list_physical_devices("GPU") else (
             "bfloat16" if _cpu_has_bf16() else "off")
     keras.mixed_precision.set_global_policy(_POLICIES[mode])
+    if mode == "bf32":
+        os.environ[FPMATH_VARIABLE] = "BF16"
+    if os.environ.get(FPMATH_VARIABLE, "").upper() == "BF16" and _convs_in_bf16():
+        return "bf32" if mode in ("off", "bf32") else f"{_POLICIES[mode]} + bf32"
     return _POLICIES[mode]
 
 
 # --mixed_precision (config.PRECISIONS, "auto" resolved) -> Keras policy.
-_POLICIES = {"off": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+_POLICIES = {"off": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16", "bf32": "float32"}
+FPMATH_VARIABLE = "TF_SET_ONEDNN_FPMATH_MODE"
+
+
+def _convs_in_bf16() -> bool:
+    """True when this process's float32 convolutions multiply in bfloat16.
+
+    A 1x1 convolution over 32 channels: float32 products sum to about 1e-7 of
+    the float64 result, bfloat16 ones (8-bit mantissa) to about 1e-3.
+    """
+    x = tf.random.stateless_normal((8, 16, 16, 32), seed=(1, 2))
+    k = tf.random.stateless_normal((1, 1, 32, 64), seed=(3, 4))
+    got = tf.cast(tf.nn.conv2d(x, k, 1, "VALID"), tf.float64)
+    want = tf.einsum("nhwc,co->nhwo", tf.cast(x, tf.float64), tf.cast(k[0, 0], tf.float64))
+    return float(tf.reduce_max(tf.abs(got - want)) / tf.reduce_max(tf.abs(want))) > 1e-4
 
 
 def _cpu_has_bf16() -> bool:

@@ -1,13 +1,17 @@
 """Recognizer pieces: the one builder, margin warm-up, learning-rate schedule, optimizer choice, precision policy.
 
 Bad optimizer / schedule / precision names are refused by TrainConfig (tests/test_config.py)."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from mfn_tf2.backend import keras
 from mfn_tf2.config import ModelConfig, TrainConfig, replace
 from mfn_tf2.backbones import build_backbone
-from mfn_tf2.recognizer import Recognizer, WarmupDecay, build_recognizer, make_optimizer, set_precision
+from mfn_tf2.recognizer import (Recognizer, WarmupDecay, _cpu_has_bf16, build_recognizer, make_optimizer,
+                                set_precision)
 
 TINY = ModelConfig(width=0.25, image_size=32, embedding_dim=16, loss_scale=32.0, loss_margin=0.4)
 
@@ -79,3 +83,23 @@ def test_precision_policies():
             replace(TrainConfig(), mixed_precision="int4")
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+# set_precision("bf32") in a fresh process, and after a float32 convolution ran (oneDNN reads the
+# math mode once): the answer is what the convolutions do, not what was asked for.
+BF32_PROBE = """
+import sys
+from mfn_tf2.backend import tf
+from mfn_tf2.recognizer import set_precision
+if sys.argv[1] == "late":
+    tf.nn.conv2d(tf.ones((1, 4, 4, 8)), tf.ones((1, 1, 8, 8)), 1, "VALID")
+print(set_precision("bf32"))
+"""
+
+
+@pytest.mark.parametrize("when", ["first", "late"])
+def test_bf32_reports_what_the_convolutions_do(when):
+    out = subprocess.run([sys.executable, "-c", BF32_PROBE, when], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = "bf32" if when == "first" and _cpu_has_bf16() else "float32"
+    assert out.stdout.split()[-1] == expected
