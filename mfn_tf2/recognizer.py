@@ -182,10 +182,11 @@ def set_precision(mode: str) -> str:
 
     Returns:
         The precision in force, checked rather than assumed: "float32",
-        "mixed_bfloat16", "mixed_float16" or "bf32". A convolution probe
-        decides between "bf32" and "float32": bf32 asked for on a CPU without
-        bfloat16, or after this process ran convolutions in float32, is
-        "float32"; a process started with the variable set is "bf32".
+        "mixed_bfloat16", "mixed_float16" or "bf32" (a mixed policy in a
+        process whose convolutions are bf32: "mixed_bfloat16 + bf32"). A
+        convolution probe decides between "bf32" and "float32": bf32 asked for
+        on a CPU without bfloat16, or after this process ran convolutions in
+        float32, is "float32"; a process started with the variable set is "bf32".
     """
     if mode == "auto":
         mode = "float16" if tf.config.list_physical_devices("GPU") else (

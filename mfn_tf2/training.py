@@ -7,7 +7,7 @@ kit's callbacks and writes checkpoints, ``history.csv``, TensorBoard logs,
 ``python -m mfn_tf2.train`` parses flags into those configs and calls it;
 ``mfn_tf2.demo`` calls it directly.
 
-Example (the demo's recipe on the bundled faces, about 10 minutes on 2 cores):
+Example (the demo's recipe on the bundled faces, about 11 minutes of training on 2 cores):
     >>> from mfn_tf2 import config as C
     >>> recipe = C.RECIPES["cpu_demo"]
     >>> run(recipe.model, C.replace(recipe.data, train_directory="data/lfw_demo/train"),
