@@ -359,7 +359,8 @@ class ExportConfig:
         representative_dir: real face images that calibrate int8.
         num_calibration: images used for calibration.
         qat_epochs: quantization-aware fine-tuning epochs (of the export form:
-            batch norm folded, so its statistics cannot drift).
+            batch norm folded, so its statistics cannot drift); fractions
+            allowed (0.5: steps over half the training images).
         qat_learning_rate: learning rate of that fine-tuning.
         per_tensor: int8 and qat_int8 with one weight scale per conv instead of
             one per output channel, for accelerators and NNAPI/DSP drivers that
@@ -373,7 +374,7 @@ class ExportConfig:
     formats: tuple[str, ...] = FORMATS
     representative_dir: str | None = None
     num_calibration: int = 200
-    qat_epochs: int = 1
+    qat_epochs: float = 1.0
     qat_learning_rate: float = 1e-5
     per_tensor: bool = False
     max_accuracy_drop: float = 1.0
@@ -390,7 +391,7 @@ class ExportConfig:
 _EXPORT_RULES = {
     "formats": (lambda v: len(v) > 0 and set(v) <= set(FORMATS), f"choose from {','.join(FORMATS)}"),
     "num_calibration": _POSITIVE_INT,
-    "qat_epochs": _POSITIVE_INT,
+    "qat_epochs": _POSITIVE,
     "qat_learning_rate": _POSITIVE,
     "max_accuracy_drop": _NON_NEGATIVE,
     "min_cosine": _within(-1, 1),

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (tests: 1)")
     p.add_argument("--image_size", type=int, default=None, help="override the recipe's input size")
     p.add_argument("--width", type=float, default=None, help="override the recipe's width")
-    p.add_argument("--qat_epochs", type=int, default=1, help="quantization-aware fine-tuning epochs")
+    # Half an epoch: on the demo model QAT int8 scored as well as after a whole one (87.25 vs 86.83 %
+    # per-channel, 86.92 % per-tensor; README "The demo's recipe") in half the time, twice over.
+    p.add_argument("--qat_epochs", type=float, default=0.5, help="quantization-aware fine-tuning epochs")
     p.add_argument("--android_assets", nargs="?", const=os.path.join(REPO, "android_demo_assets"),
                    default=None, help="refresh this assets folder (default android_demo_assets/)")
     return p

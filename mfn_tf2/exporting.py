@@ -228,10 +228,11 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
         image_size=backbone.input_shape[1], embedding_dim=backbone.output_shape[-1])
     data = open_training_data(data_cfg, model_cfg.image_size)
     strategy = make_strategy()
-    steps = max(1, data.num_train // data_cfg.batch_size)
+    epoch = max(1, data.num_train // data_cfg.batch_size)
+    steps = max(1, round(exp.qat_epochs * epoch))  # one fit "epoch" of all the steps: fractions allowed
     with strategy.scope():
         qat = qat_model(backbone, per_tensor=exp.per_tensor, calibration=calibration)
-        train_cfg = C.TrainConfig(learning_rate=exp.qat_learning_rate, epochs=exp.qat_epochs,
+        train_cfg = C.TrainConfig(learning_rate=exp.qat_learning_rate, epochs=1,
                                   lr_schedule="cosine", weight_decay=0.0)
         recognizer = build_recognizer(model_cfg, data.num_classes, backbone=qat,
                                       optimizer=make_optimizer(train_cfg, steps))
@@ -240,8 +241,9 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
                 "fine-tuning with a fresh head (pass the training run's data flags to reuse it)")
     dataset = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(ctx).repeat())
     scales = "per-tensor" if exp.per_tensor else "per-channel"
-    log(f"QAT ({scales} weight scales): {exp.qat_epochs} epoch(s) x {steps} steps on {data.num_train} images")
-    recognizer.fit(dataset, epochs=exp.qat_epochs, steps_per_epoch=steps, verbose=2)
+    log(f"QAT ({scales} weight scales): {exp.qat_epochs:g} epoch(s) = {steps} steps of {data_cfg.batch_size} "
+        f"from {data.num_train} images")
+    recognizer.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=2)
     return recognizer.backbone
 
 

@@ -116,7 +116,7 @@ def int8_summary(result: dict, names: list[str], latency: dict, exp: C.ExportCon
     from mfn_tf2.tflite import RANGES
     ref = result["models"][0]["report"]["accuracy"]
     ranges = {"calibration": f"calibration ({calibration})",
-              "QAT": f"QAT ({exp.qat_epochs} epoch(s), lr {exp.qat_learning_rate:g})"}
+              "QAT": f"QAT ({exp.qat_epochs:g} epoch(s), lr {exp.qat_learning_rate:g})"}
     rows = []
     for name, m in zip(names, result["models"]):
         if name not in RANGES:

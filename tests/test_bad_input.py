@@ -335,6 +335,7 @@ FLAG_ROWS = {
                                   "--checkpoint_steps -1: must be 0 (off) or more"),
     "valid_split_ratio 1": ("train", "--valid_split_ratio", "1", 2, "--valid_split_ratio 1.0: must be in [0, 1)"),
     "epochs 0": ("train", "--epochs", "0", 2, "--epochs 0: must be a positive integer"),
+    "qat_epochs 0": ("export", "--qat_epochs", "0", 2, "--qat_epochs 0.0: must be positive"),
     "unknown format": ("export", "--formats", "fp32,onnx", 2,
                        "--formats fp32,onnx: choose from saved_model,fp32,fp16,dynamic,int8,qat_int8"),
     # The app embeds one image and uses the float model's threshold: export verifies the same way.

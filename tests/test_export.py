@@ -1,5 +1,6 @@
 """python -m mfn_tf2.export on a trained tiny model: every format, metadata, parity, Android assets."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ def exported(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "tiny"
     assets = out.parent / "assets"
     proc = run_cli("export", save_dir, "--out", out, "--representative_dir", faces,
-                   "--train_directory", faces, "--batch_size", "8", "--num_calibration", "20",
+                   "--train_directory", faces, "--batch_size", "8", "--num_calibration", "20", "--qat_epochs", "0.5",
                    "--pairs_filename", pairs, "--data_directory", faces,
                    "--max_accuracy_drop", "100", "--min_cosine", "0", "--android_assets", assets)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -35,6 +36,17 @@ def test_every_format_written_and_reported(exported):
     assert all(len(v) == 2 for v in report["latency_ms_p50"].values())
     assert "| qat_int8 |" in (out / "report.md").read_text() and "| int8 |" in proc.stdout
     assert not list(out.glob(".tmp*")), "temporary files left behind"
+
+
+def test_qat_runs_a_fraction_of_an_epoch(exported):
+    """--qat_epochs 0.5: half an epoch's steps (rounded, at least one), one Keras "epoch" of them."""
+    out, _, proc = exported
+    found = re.search(r"QAT \(per-channel weight scales\): 0.5 epoch\(s\) = (\d+) steps of 8 from (\d+) images",
+                      proc.stdout)
+    assert found, proc.stdout[-2000:]
+    steps, images = int(found[1]), int(found[2])
+    assert steps == max(1, round(0.5 * (images // 8))) and f"{steps}/{steps} - " in proc.stdout
+    assert "QAT (0.5 epoch(s), lr 1e-05)" in (out / "report.md").read_text()
 
 
 def test_head_stripped_savedmodel_matches_training_backbone(exported, tiny_run):
