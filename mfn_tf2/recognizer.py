@@ -192,10 +192,13 @@ def set_precision(mode: str) -> str:
         mode = "float16" if tf.config.list_physical_devices("GPU") else (
             "bfloat16" if _cpu_has_bf16() else "off")
     keras.mixed_precision.set_global_policy(_POLICIES[mode])
+    before = os.environ.get(FPMATH_VARIABLE)
     if mode == "bf32":
         os.environ[FPMATH_VARIABLE] = "BF16"
     if os.environ.get(FPMATH_VARIABLE, "").upper() == "BF16" and _convs_in_bf16():
         return "bf32" if mode in ("off", "bf32") else f"{_POLICIES[mode]} + bf32"
+    if before is None:  # not in force here: processes this one starts must not inherit it either
+        os.environ.pop(FPMATH_VARIABLE, None)
     return _POLICIES[mode]
 
 
