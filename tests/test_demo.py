@@ -3,16 +3,17 @@ import json
 
 import pytest
 
-from conftest import make_face_tree, run_cli
+from conftest import make_face_tree, run_cli, write_plain_pairs
 
 pytestmark = pytest.mark.slow  # trains, exports and benchmarks
 
 
-def test_short_demo_produces_report_pngs_and_every_model(tmp_path, demo_data):
+def test_short_demo_produces_report_pngs_and_every_model(tmp_path):
     faces = make_face_tree(tmp_path / "faces", n_ids=24, n_imgs=4)
+    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 48)  # 11 verifications: not the 1,200 bundled pairs
     out = tmp_path / "demo_out"
-    args = ("demo", "--data", faces, "--out", out, "--epochs", "1", "--image_size", "32", "--width", "0.25",
-            "--android_assets", tmp_path / "assets")
+    args = ("demo", "--data", faces, "--heldout", faces, "--pairs", pairs, "--out", out, "--epochs", "1",
+            "--image_size", "32", "--width", "0.25", "--android_assets", tmp_path / "assets")
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for step in ("train", "verify the float model", "export + verify every format", "benchmark"):
