@@ -14,6 +14,7 @@ import shutil
 import time
 
 from mfn_tf2.backend import keras, tf
+from mfn_tf2.checkpoints import save_backbone
 from mfn_tf2.fileio import atomic_directory
 
 
@@ -210,6 +211,6 @@ class Verifier(keras.callbacks.Callback):
             self.best = score
             if self.best_dir:
                 with atomic_directory(self.best_dir) as tmp:
-                    self.clone.save(tmp, include_optimizer=False)
+                    save_backbone(self.clone, tmp)
                     with open(os.path.join(tmp, "verification.txt"), "w") as f:
                         f.write(f"epoch {epoch + 1}: {by} accuracy{'' if by == 'pairs' else '-flip'} {score:.4f}\n")

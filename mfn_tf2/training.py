@@ -27,7 +27,7 @@ from mfn_tf2.backend import keras, tf
 from mfn_tf2.binsets import read_bin
 from mfn_tf2.callbacks import (Checkpointer, LearningRateLogger, NanGuard, TimeBudget, TimeEstimate,
                                Verifier)
-from mfn_tf2.checkpoints import (claim_directory, latest, load_pretrained, restore,
+from mfn_tf2.checkpoints import (claim_directory, latest, load_pretrained, restore, save_backbone,
                                  training_checkpoint)
 from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
@@ -127,7 +127,7 @@ def _save_final(recognizer: Recognizer, write_dir: str) -> None:
     """The embedding model as a SavedModel and the whole recognizer's weights."""
     target = os.path.join(write_dir, "embedding_model")
     with atomic_directory(target) as tmp:
-        recognizer.backbone.save(tmp, include_optimizer=False)
+        save_backbone(recognizer.backbone, tmp)
     weights = os.path.join(write_dir, "final.weights.h5")
     tmp = weights + ".tmp.h5"
     recognizer.save_weights(tmp)
