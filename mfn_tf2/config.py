@@ -428,7 +428,7 @@ RECIPES = {
         data=DataConfig(batch_size=128, aug_freq=0.5, min_images=2, valid_split_ratio=0.0, cache=True),
         train=TrainConfig(epochs=15, learning_rate=0.2, weight_decay=1e-3, warmup_epochs=1.0,
                           margin_warmup_epochs=2.0, checkpoint_epochs=1, evaluate_epochs=5),
-        note="two CPU cores, about 15 minutes with the export, LFW-sized data"),
+        note="two CPU cores, about 14 minutes with the export, LFW-sized data"),
 }
 
 
