@@ -275,7 +275,8 @@ def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export
               "Post-training int8 takes its activation ranges from calibration faces; QAT fine-tunes the "
               "graph that ships (batch norm folded, PReLU in its int8 form) and ships the ranges it learned. "
               "Per-tensor weight scales (one per conv, `--per_tensor true`) are what some accelerators and "
-              "NNAPI/DSP drivers take; depthwise convs lose most there, and QAT wins it back.", "",
+              "NNAPI/DSP drivers take; depthwise convs are where they can cost accuracy, and QAT trains against "
+              "them. The table says what each cost this model.", "",
               *int8_markdown(exp_report["int8"])[2:]]
     if bench:
         lines += ["## Benchmark (LiteRT interpreter, XNNPACK, batch 1)", "",
