@@ -1,7 +1,7 @@
 """The shared test harness: real faces, small folders of them, and CLI runs.
 
-Every test uses real images (the bundled LFW subset in data/lfw_demo, or the
-full copy in ../shared/data/lfw when present), real TensorFlow and LiteRT.
+Every test uses real images (the bundled LFW subset in data/lfw_demo, or a
+full LFW copy beside the repository when present: MFN_LFW_ROOT names it), real TensorFlow and LiteRT.
 """
 import contextlib
 import fcntl
@@ -32,7 +32,7 @@ def demo_data() -> Path:
 
 @pytest.fixture(scope="session")
 def lfw_root() -> Path:
-    """The full LFW copy (../shared/data/lfw); tests needing it skip without it."""
+    """The full LFW copy (MFN_LFW_ROOT); tests needing it skip without it."""
     if not (SHARED_LFW / "pairs.txt").exists():
         pytest.skip(f"full LFW not found at {SHARED_LFW}")
     return SHARED_LFW

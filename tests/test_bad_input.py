@@ -1,4 +1,4 @@
-"""Bad input never crashes deep inside TensorFlow and never loses work (issue 8).
+"""Bad input never crashes deep inside TensorFlow and never loses work.
 
 One row per input of the issue's matrix. A row runs the real CLI a user would
 run (``python -m mfn_tf2.<cli>`` in a subprocess) and asserts the exit code,

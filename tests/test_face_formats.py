@@ -1,4 +1,4 @@
-"""A face set stored as PGM with stray files, as Cropped Extended Yale B ships (issue 14).
+"""A face set stored as PGM with stray files, as Cropped Extended Yale B ships.
 
 The tree is built from the bundled faces: ``yaleB01/yaleB01_P00A+000E+00.pgm``
 plus the ``.info``, ``WS_FTP.LOG`` and ``DEADJOE`` files that set's folders hold.

@@ -1,4 +1,4 @@
-"""Seeded, bounded fuzzing of what users feed the CLIs (issue 14).
+"""Seeded, bounded fuzzing of what users feed the CLIs.
 
 Random truncations and byte changes of a pairs file, a .tflite, a JPEG inside
 a training folder and a checkpoint index (``checkpoint`` and ``ckpt-N.index``)

@@ -1,5 +1,5 @@
 """read_rgb on real faces saved in every file mode and format, and on broken files;
-images told from other files by content (issue 14)."""
+images told from other files by content."""
 import os
 
 import cv2

@@ -1,4 +1,4 @@
-"""Models with several outputs: the embedding is found, said, and choosable (issue 14).
+"""Models with several outputs: the embedding is found, said, and choosable.
 
 The models are built here from the session's tiny trained backbone: a uint8-in,
 uint8-out TFLite model whose first output is a 2-way classifier and whose

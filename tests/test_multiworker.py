@@ -50,7 +50,7 @@ def test_two_workers_train_together_and_only_chief_writes(tmp_path):
     assert "2 replica(s)" in chief_out and "verification accuracy" in chief_out
     assert "verification accuracy" not in results[1][1]  # only the chief logs and verifies
     assert (save / "embedding_model" / "saved_model.pb").exists() and (save / "checkpoint").exists()
-    assert (save / "best" / "saved_model.pb").exists()  # the chief keeps the best backbone (issue 14)
+    assert (save / "best" / "saved_model.pb").exists()  # the chief keeps the best backbone
     assert not list(save.glob(".worker-*")), "a worker's scratch copy was left behind"
     assert len((save / "history.csv").read_text().splitlines()) == 3
 

@@ -1,4 +1,4 @@
-"""--pretrained_model from every form the kit writes or a user has (issue 14).
+"""--pretrained_model from every form the kit writes or a user has.
 
 A training folder, its final.weights.h5, its embedding_model/ and best/
 SavedModels, an export's saved_model/, and Keras .h5/.keras backbone files all
