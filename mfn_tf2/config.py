@@ -347,6 +347,8 @@ FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
 # Export format -> file name inside the export folder.
 EXPORT_FILES = {"saved_model": "saved_model", "fp32": "model_fp32.tflite", "fp16": "model_fp16.tflite",
          "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite", "qat_int8": "model_qat_int8.tflite"}
+# False accept rates at which thresholds are measured (calibrate, export's metadata.json).
+FAR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,8 @@ class ExportConfig:
         max_accuracy_drop: accuracy points an exported model may lose.
         min_cosine: mean embedding cosine to the float model it must reach.
         android_assets: also fill this folder with the app's assets.
+        calibration_dir: a folder of identity sub-folders whose every pair measures
+            each exported file's thresholds (default: --data_directory).
     """
     out: str = "export/model"
     formats: tuple[str, ...] = FORMATS
@@ -380,6 +384,7 @@ class ExportConfig:
     max_accuracy_drop: float = 1.0
     min_cosine: float = 0.98
     android_assets: str | None = None
+    calibration_dir: str | None = None
 
     def __post_init__(self):
         _check(self, _EXPORT_RULES)

@@ -163,6 +163,21 @@ class KFoldResult(NamedTuple):
         return len(self.per_fold) > 1
 
 
+def _fold_splits(scores: np.ndarray, labels: np.ndarray, folds) -> list[tuple[np.ndarray, float]]:
+    """[(test mask (N,), threshold chosen on the other folds)] per fold.
+
+    With a single fold the threshold is that fold's own best one (see ``KFoldResult``).
+    """
+    folds = np.asarray(folds).reshape(-1)
+    if folds.shape != scores.shape:
+        raise MetricsError(f"need one fold id per pair (got {folds.size} for {scores.size})")
+    fold_ids = np.unique(folds)
+    if fold_ids.size == 1:
+        return [(np.ones(scores.size, bool), best_threshold(scores, labels)[0])]
+    return [(folds == fold, best_threshold(scores[folds != fold], labels[folds != fold])[0])
+            for fold in fold_ids]
+
+
 def kfold_accuracy(scores, labels, folds) -> KFoldResult:
     """The LFW protocol: each fold is scored at the threshold of the others.
 
@@ -181,22 +196,32 @@ def kfold_accuracy(scores, labels, folds) -> KFoldResult:
         (1.0, True)
     """
     scores, labels = _check(scores, labels, need_both=False)
-    folds = np.asarray(folds).reshape(-1)
-    if folds.shape != scores.shape:
-        raise MetricsError(f"need one fold id per pair (got {folds.size} for {scores.size})")
-    fold_ids = np.unique(folds)
-    if fold_ids.size == 1:
-        threshold, accuracy = best_threshold(scores, labels)
-        return KFoldResult(accuracy, 0.0, threshold, np.array([accuracy]))
-    accuracies, thresholds = [], []
-    for fold in fold_ids:
-        test = folds == fold
-        threshold, _ = best_threshold(scores[~test], labels[~test])
-        thresholds.append(threshold)
-        accuracies.append(accuracy_at(scores[test], labels[test], threshold))
-    accuracies = np.array(accuracies)
+    splits = _fold_splits(scores, labels, folds)
+    accuracies = np.array([accuracy_at(scores[test], labels[test], threshold) for test, threshold in splits])
     return KFoldResult(float(accuracies.mean()), float(accuracies.std()),
-                       float(np.mean(thresholds)), accuracies)
+                       float(np.mean([threshold for _, threshold in splits])), accuracies)
+
+
+def kfold_correct(scores, labels, folds) -> np.ndarray:
+    """Per pair: decided right at the threshold ``kfold_accuracy`` chose on the other folds.
+
+    Two models' arrays on the same pairs feed ``stats.paired_difference``.
+
+    Args:
+        scores, labels, folds: as in ``kfold_accuracy``.
+
+    Returns:
+        (N,) bool; its mean per fold is ``kfold_accuracy``'s ``per_fold``.
+
+    Example:
+        >>> kfold_correct([.875, .625, .75, .5], [1, 0, 1, 0], [0, 0, 1, 1]).tolist()
+        [True, False, True, True]
+    """
+    scores, labels = _check(scores, labels, need_both=False)
+    correct = np.zeros(scores.size, bool)
+    for test, threshold in _fold_splits(scores, labels, folds):
+        correct[test] = (scores[test] >= threshold) == labels[test]
+    return correct
 
 
 def eer(scores, labels) -> float:
@@ -292,5 +317,5 @@ def cosine_agreement(emb_a, emb_b) -> dict:
 
 
 __all__ = ["MetricsError", "KFoldResult", "roc", "tar_at_far", "best_threshold",
-           "accuracy_at", "kfold_accuracy", "eer", "auc", "verification_report",
+           "accuracy_at", "kfold_accuracy", "kfold_correct", "eer", "auc", "verification_report",
            "row_cosine", "cosine_agreement"]

@@ -1,12 +1,14 @@
-"""Verification metrics against hand-computed values and brute-force loops."""
+"""Verification metrics and their statistics (stats.py) against hand-computed values and brute-force loops."""
 import json
+import math
+import re
 
 import numpy as np
 import pytest
 
-from mfn_tf2.metrics import (MetricsError, auc, best_threshold, cosine_agreement, eer,
-                             kfold_accuracy, roc, row_cosine, tar_at_far,
-                             verification_report)
+from mfn_tf2.metrics import (MetricsError, auc, best_threshold, cosine_agreement, eer, kfold_accuracy,
+                             kfold_correct, roc, row_cosine, tar_at_far, verification_report)
+from mfn_tf2.stats import clopper_pearson, mcnemar_exact, paired_difference
 
 
 def _noisy(seed, n=300, separation=1.0, ties=False):
@@ -200,3 +202,87 @@ def test_cosine_agreement():
     np.testing.assert_allclose(row_cosine(a, b)[:3], 1.0)
     with pytest.raises(MetricsError, match="one shape"):
         cosine_agreement(a, a[:, :8])
+
+
+def _binomial_cdf_exact(k, n, p):
+    """P(X <= k), X ~ Binomial(n, p), summed term by term with exact binomial coefficients."""
+    return math.fsum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+@pytest.mark.parametrize("k, n", [(0, 1), (1, 1), (0, 20), (3, 20), (10, 20), (19, 20), (7, 400), (380, 400)])
+def test_clopper_pearson_bounds_meet_their_definition(k, n):
+    low, high = clopper_pearson(k, n)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    # Seeing k or more at the lower bound, k or fewer at the upper bound: 2.5 % each.
+    if k > 0:
+        assert 1 - _binomial_cdf_exact(k - 1, n, low) == pytest.approx(0.025, rel=1e-6)
+    else:
+        assert low == 0.0
+    if k < n:
+        assert _binomial_cdf_exact(k, n, high) == pytest.approx(0.025, rel=1e-6)
+    else:
+        assert high == 1.0
+
+
+def test_clopper_pearson_known_values_and_large_n():
+    # k = 0: the upper bound has a closed form, 1 - (alpha / 2) ** (1 / n).
+    assert clopper_pearson(0, 10)[1] == pytest.approx(1 - 0.025 ** 0.1, rel=1e-9)
+    assert clopper_pearson(0, 1_197_599)[1] == pytest.approx(1 - 0.025 ** (1 / 1_197_599), rel=1e-6)
+    # Published values (e.g. R's binom.test(5, 10)): 0.1870860, 0.8129140.
+    assert clopper_pearson(5, 10) == pytest.approx((0.1870860, 0.8129140), abs=1e-7)
+    low, high = clopper_pearson(1197, 1_197_599)
+    assert low < 1197 / 1_197_599 < high and high - low < 2.5e-4
+    assert clopper_pearson(3, 20, confidence=0.5)[1] < clopper_pearson(3, 20)[1]
+    for bad in [(-1, 10), (11, 10), (0, 0)]:
+        with pytest.raises(MetricsError, match="need 0 <= k <= n"):
+            clopper_pearson(*bad)
+
+
+@pytest.mark.parametrize("b, c", [(0, 0), (0, 1), (8, 6), (6, 8), (5, 5), (0, 10), (13, 40), (300, 350)])
+def test_mcnemar_matches_exact_binomial_sum(b, c):
+    n, k = b + c, min(b, c)
+    expected = 1.0 if n == 0 else min(1.0, 2 * math.fsum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+    assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-9)
+    assert mcnemar_exact(b, c) == mcnemar_exact(c, b)
+    with pytest.raises(MetricsError, match="0 or more"):
+        mcnemar_exact(-1, 3)
+
+
+@pytest.mark.parametrize("seed, ties", [(12, False), (13, True)])
+def test_kfold_correct_is_kfold_accuracy_per_pair(seed, ties):
+    scores, labels = _noisy(seed, n=400, ties=ties)
+    folds = np.repeat(np.arange(10), 40)
+    correct = kfold_correct(scores, labels, folds)
+    assert correct.dtype == bool and correct.shape == (400,)
+    per_fold = [correct[folds == f].mean() for f in range(10)]
+    np.testing.assert_allclose(per_fold, kfold_accuracy(scores, labels, folds).per_fold)
+    np.testing.assert_allclose(per_fold, _brute_kfold(scores, labels, folds))
+    one = kfold_correct(scores, labels, np.zeros(400, int))
+    assert one.mean() == pytest.approx(best_threshold(scores, labels)[1])
+
+
+def test_paired_difference_counts_and_text():
+    rng = np.random.default_rng(14)
+    ref = rng.random(600) < 0.9
+    other = ref.copy()
+    flip = rng.choice(600, 40, replace=False)
+    other[flip] = ~other[flip]
+    result = paired_difference(ref, other)
+    gained, lost = int(np.sum(other & ~ref)), int(np.sum(ref & ~other))
+    assert (result["gained"], result["lost"], result["n_pairs"]) == (gained, lost, 600) and gained + lost == 40
+    assert result["difference_points"] == pytest.approx(100 * (other.mean() - ref.mean()))
+    assert result["p_value"] == mcnemar_exact(gained, lost)
+    assert result["distinguishable"] == (result["p_value"] < 0.05)
+    assert result["test"] == "exact McNemar, two-sided"
+    assert re.fullmatch(r"[+-]\d+\.\d\d points? \(\d+ pairs gained, \d+ lost; exact McNemar p = \S+: "
+                        r"(not )?distinguishable from chance\)", result["text"]), result["text"]
+    # 0 gained, 20 lost out of 100: -20 points, p = 2 / 2 ** 20.
+    clear = paired_difference(np.ones(100, bool), np.r_[np.zeros(20, bool), np.ones(80, bool)])
+    assert clear["distinguishable"] and clear["text"] == (
+        "-20.00 points (0 pairs gained, 20 lost; exact McNemar p = 1.9e-06: distinguishable from chance)")
+    same = paired_difference(ref, ref)
+    assert same["p_value"] == 1.0 and same["text"].startswith("+0.00 point (0 pairs gained, 0 lost")
+    with pytest.raises(MetricsError, match="two bool arrays"):
+        paired_difference(ref, other[:10])
+    with pytest.raises(MetricsError, match="two bool arrays"):
+        paired_difference(ref.astype(int), other)
