@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import time
 
@@ -173,15 +174,25 @@ class Verifier(keras.callbacks.Callback):
             there are no pairs).
         columns: epoch-log keys the check fills; epochs without a check log
             them as NaN so history.csv keeps its columns from the first epoch.
+        resumed: the run goes on from a checkpoint: the score ``best/`` already
+            holds (its ``verification.txt``) is the one to beat, so a resumed run
+            never replaces a better backbone with a worse one.
     """
 
     def __init__(self, verify, clone, every_epochs: int, last_epoch: int, best_dir: str | None, log=print,
-                 best_by: str = "pairs", columns=()):
+                 best_by: str = "pairs", columns=(), resumed: bool = False):
         super().__init__()
         self.verify, self.clone, self.every, self.last_epoch = verify, clone, every_epochs, last_epoch
         self.best_dir, self.log, self.best_by, self.columns = best_dir, log, best_by, list(columns)
-        self.best = -1.0
+        self.best, self.best_line = -1.0, None  # the score to beat and the line that describes it
         self.last_report = None
+        held = read_best(best_dir) if resumed and best_dir else None
+        if held and held[1] == best_by:
+            self.best, self.best_line = held[2], held[0]
+            log(f"best/ holds {held[0]}; a check must beat it to replace it")
+        elif held:
+            log(f"best/ holds {held[0]}, picked by {held[1]}; this run picks by {best_by}: "
+                "its first check replaces it")
 
     def on_epoch_end(self, epoch, logs=None):
         if not ((epoch + 1) % self.every == 0 or epoch + 1 == self.last_epoch or self.model.stop_training):
@@ -206,11 +217,46 @@ class Verifier(keras.callbacks.Callback):
                      f"{100 * r['accuracy_flip']:.2f} % ({r['n_pairs']} pairs)")
         # Without pairs, "pairs" falls back to the first set.
         by = self.best_by if self.best_by != "pairs" or "accuracy" in report else next(iter(report["sets"]))
-        score = report["accuracy"] if by == "pairs" else report["sets"][by]["accuracy_flip"]
-        if score > self.best:
-            self.best = score
-            if self.best_dir:
-                with atomic_directory(self.best_dir) as tmp:
-                    save_backbone(self.clone, tmp)
-                    with open(os.path.join(tmp, "verification.txt"), "w") as f:
-                        f.write(f"epoch {epoch + 1}: {by} accuracy{'' if by == 'pairs' else '-flip'} {score:.4f}\n")
+        # Rounded as verification.txt writes it: a resumed run compares what best/ says.
+        score = round(report["accuracy"] if by == "pairs" else report["sets"][by]["accuracy_flip"], 4)
+        line = f"epoch {epoch + 1}: {by} accuracy{'' if by == 'pairs' else '-flip'} {score:.4f}"
+        if score <= self.best or not self.best_dir:
+            self.best = max(self.best, score)
+            return
+        if self.best_line:
+            self.log(f"best/ now holds {line} (was {self.best_line})")
+        self.best, self.best_line = score, line
+        with atomic_directory(self.best_dir) as tmp:
+            save_backbone(self.clone, tmp)
+            with open(os.path.join(tmp, BEST_FILE), "w") as f:
+                f.write(line + "\n")
+
+
+# The file in best/ that says which check it holds: "epoch 12: pairs accuracy 0.9317" or
+# "epoch 12: agedb_30 accuracy-flip 0.9012".
+BEST_FILE = "verification.txt"
+_BEST_LINE = re.compile(r"epoch \d+: (\S+) accuracy(?:-flip)? (\d+(?:\.\d+)?)$")
+
+
+def read_best(best_dir: str) -> tuple[str, str, float] | None:
+    """What a ``best/`` folder holds: (its line, what picked it, its score), or None.
+
+    None when there is no ``best/`` or its ``verification.txt`` is missing or
+    unreadable (a ``best/`` written before the file existed): then any check
+    replaces it.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with open(os.path.join(folder, BEST_FILE), "w") as f:
+        ...     _ = f.write("epoch 3: agedb_30 accuracy-flip 0.9012\\n")
+        >>> read_best(folder)
+        ('epoch 3: agedb_30 accuracy-flip 0.9012', 'agedb_30', 0.9012)
+    """
+    try:
+        with open(os.path.join(best_dir, BEST_FILE)) as f:
+            line = f.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    found = _BEST_LINE.match(line)
+    return (line, found.group(1), float(found.group(2))) if found else None

@@ -72,8 +72,8 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     steps = max(1, data.num_train // data_cfg.batch_size)
     write_dir = worker_directory(save_dir, strategy)
     with strategy.scope():
-        recognizer, epoch, manager = _build(model_cfg, train_cfg, data.class_names, steps, save_dir,
-                                            write_dir, log)
+        recognizer, epoch, manager, resumed = _build(model_cfg, train_cfg, data.class_names, steps, save_dir,
+                                                     write_dir, log)
     train_ds = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(ctx).repeat())
     # Whole global batches only: a replica must never get an empty one.
     valid_steps = data.num_valid // data_cfg.batch_size
@@ -88,7 +88,7 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     # best/ is the clone (built outside the strategy): the chief alone saves it.
     verifier = Verifier(verify, build_backbone(model_cfg), train_cfg.evaluate_epochs, train_cfg.epochs,
                         os.path.join(save_dir, "best") if chief else None, log,
-                        eval_cfg.best_by, log_columns(eval_cfg))
+                        eval_cfg.best_by, log_columns(eval_cfg), resumed)
     callbacks.append(verifier)
     if chief:
         log_dir = train_cfg.log_dir or os.path.join(save_dir, "logs")
@@ -107,7 +107,8 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
 
 
 def _build(model_cfg, train_cfg, class_names: list[str], steps: int, save_dir: str, write_dir: str, log):
-    """Recognizer, optimizer and checkpoint (restored when one exists); inside the strategy scope."""
+    """Recognizer, epoch variable, checkpoint manager and whether a checkpoint was restored
+    (it is when one exists); inside the strategy scope."""
     optimizer = make_optimizer(train_cfg, steps)
     recognizer = build_recognizer(model_cfg, len(class_names), optimizer=optimizer,  # head built: restorable
                                   margin_warmup_steps=int(train_cfg.margin_warmup_epochs * steps))
@@ -120,7 +121,7 @@ def _build(model_cfg, train_cfg, class_names: list[str], steps: int, save_dir: s
         log(f"resuming from epoch {int(epoch.numpy())} ({os.path.basename(resume_from)})")
     elif train_cfg.pretrained_model:
         log(load_pretrained(train_cfg.pretrained_model, recognizer, class_names))
-    return recognizer, epoch, manager
+    return recognizer, epoch, manager, resume_from is not None
 
 
 def _save_final(recognizer: Recognizer, write_dir: str) -> None:
