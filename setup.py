@@ -21,6 +21,10 @@ setup(
         "matplotlib==3.11.2",
         "tqdm==4.70.1",
         "tensorboard==2.21.0",
+        # face detection (mfn_tf2.detection): MTCNN, MIT, its weights inside the wheel
+        "mtcnn==1.0.0",
+        "lz4==4.4.5",
+        "joblib==1.6.0",
     ],
     extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},
 )

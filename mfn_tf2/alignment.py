@@ -114,6 +114,12 @@ def align_face(image: np.ndarray, landmarks, template: str = "112x112",
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
+def align_faces(images, size: tuple[int, int], landmarks) -> np.ndarray:
+    """Photos + (N, 5, 2) landmarks -> (N, height, width, 3) faces on the template of a model's
+    input ``size`` (``template_for``), warped directly at that size."""
+    return np.stack([align_face(im, p, template_for(size), size) for im, p in zip(images, landmarks)])
+
+
 def _row_points(source: str, values: list[str]) -> np.ndarray:
     try:
         return _check_landmarks(np.array([float(v) for v in values]).reshape(5, 2))
@@ -154,26 +160,47 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def write_face(path: str, rgb: np.ndarray) -> None:
+    """Writes an aligned face as PNG (lossless: the exact warp), creating folders."""
+    write_bytes(path, cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes())
+
+
+def outside(points: np.ndarray, shape) -> str:
+    """Why (5, 2) landmarks do not lie in an image of ``shape`` (H, W, ...), or "" when they do.
+
+    Example:
+        >>> outside(TEMPLATES["112x112"][0] + 100, (120, 160, 3))
+        'landmark (138.3, 151.7) outside the 160x120 image'
+    """
+    height, width = shape[:2]
+    for x, y in np.asarray(points, np.float64):
+        if not (0 <= x <= width and 0 <= y <= height):
+            return f"landmark ({x:.1f}, {y:.1f}) outside the {width}x{height} image"
+    return ""
+
+
 def align_folder(images_dir: str, landmarks_file: str, out_dir: str, template: str = "112x112") -> dict:
     """Aligns every image named in ``landmarks_file`` into ``out_dir`` (same relative paths, PNG).
 
     Returns:
-        {"written": n, "skipped": [(path, reason)]}; unreadable images are skipped.
+        {"written": n, "skipped": [(path, reason)]}: unreadable images and landmarks
+        outside their image are skipped.
     """
     landmarks, skipped, written = read_landmarks(landmarks_file), [], 0
     for name, points in landmarks.items():
         try:
-            face = align_face(read_rgb(os.path.join(images_dir, name)), points, template)
+            image = read_rgb(os.path.join(images_dir, name))
         except ImageError as err:
             skipped.append((name, str(err)))
             continue
-        out = os.path.join(out_dir, os.path.splitext(name)[0] + ".png")  # lossless: the exact warp
-        write_bytes(out, cv2.imencode(".png", face[..., ::-1])[1].tobytes())
+        if outside(points, image.shape):
+            skipped.append((name, f"{landmarks_file}: {outside(points, image.shape)}"))
+            continue
+        write_face(os.path.join(out_dir, os.path.splitext(name)[0] + ".png"), align_face(image, points, template))
         written += 1
     return {"written": written, "skipped": skipped}
 
 
-
-
 __all__ = ["ARCFACE_112", "TEMPLATES", "AlignError", "similarity_transform", "template_points",
-           "template_for", "warp_matrix", "align_face", "read_landmarks", "align_folder"]
+           "template_for", "warp_matrix", "align_face", "align_faces", "read_landmarks", "write_face", "outside",
+           "align_folder"]

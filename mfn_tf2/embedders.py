@@ -7,9 +7,8 @@ so the evaluator, the training loop's periodic check and user code all embed
 images the same way.
 
 Example:
-    >>> from mfn_tf2 import FeatureExtractor
-    >>> fe = FeatureExtractor("export/demo/model_int8.tflite")     # doctest: +SKIP
-    >>> fe.infer(rgb_uint8_image).shape                             # doctest: +SKIP
+    >>> fe = FeatureExtractor("android_demo_assets/model_int8.tflite")
+    >>> fe.infer(np.zeros((112, 112, 3), np.uint8)).shape
     (1, 128)
 """
 from __future__ import annotations
@@ -20,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfn_tf2.alignment import align_faces
 from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD
+from mfn_tf2.detection import largest_landmarks
 from mfn_tf2.images import read_rgb
 from mfn_tf2.models import ModelError, model_kind, open_backbone, open_interpreter, open_keras, open_signature
 from mfn_tf2.preprocess import crop, model_input, resize
@@ -210,19 +211,23 @@ class FeatureExtractor:
         output: for a model with several outputs, the embedding's name or
             index; None takes the (batch, D) output with the largest D. Which
             one was taken is in ``note`` and ``describe()``.
+        detect, min_score: images are raw photos: the largest face of each (``mfn_tf2.detection``,
+            confidence >= min_score) is warped onto the template at the model's input size (no
+            ``crop``); a photo with no face is a ``DetectionError`` naming it.
 
     Raises:
         ModelError: a path that is no model or cannot be opened (``mfn_tf2.models``);
             EmbedderError (a ModelError): a model that is no embedder.
 
     Example:
-        >>> fe = FeatureExtractor(backbone)                 # doctest: +SKIP
-        >>> fe.infer(np.zeros((2, 250, 250, 3), np.uint8)).shape   # doctest: +SKIP
-        (2, 128)
+        >>> fe = FeatureExtractor("android_demo_assets/model_int8.tflite", detect=True)
+        >>> fe.embed_paths(["data/lfw_demo/heldout/Aaron_Tippin/Aaron_Tippin_0001.jpg"]).shape
+        (1, 128)
     """
 
     def __init__(self, model, *, mean=None, std=None, bgr=None, crop=None, flip=False,
-                 batch_size: int = 64, num_threads: int = 2, output: str | None = None):
+                 batch_size: int = 64, num_threads: int = 2, output: str | None = None,
+                 detect: bool = False, min_score: float = 0.9):
         is_path = isinstance(model, (str, os.PathLike))
         self.name = os.fspath(model) if is_path else getattr(model, "name", "keras")
         self.backend = _open_path(self.name, num_threads, output) if is_path else _Keras(model)
@@ -231,7 +236,7 @@ class FeatureExtractor:
         given = {"mean": mean, "std": std, "bgr": bgr, "crop": crop}
         self.pre = Preprocessing(**{k: v if v is not None else meta.get(k, getattr(Preprocessing, k))
                                     for k, v in given.items()})
-        self.flip, self.batch_size = flip, batch_size
+        self.flip, self.batch_size, self.detect, self.min_score = flip, batch_size, detect, min_score
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -244,20 +249,21 @@ class FeatureExtractor:
                 "input_dtype": np.dtype(self.backend.dtype).name,
                 "input_quantization": list(self.backend.in_quant or ()),
                 "output": getattr(self.backend, "output_name", None),
-                "mean": self.pre.mean, "std": self.pre.std, "bgr": self.pre.bgr, "flip": self.flip}
+                "mean": self.pre.mean, "std": self.pre.std, "bgr": self.pre.bgr, "flip": self.flip, "detect": self.detect}
 
-    def _prepare(self, images: np.ndarray) -> np.ndarray:
+    def _prepare(self, images: np.ndarray, box) -> np.ndarray:
         """uint8/float 0-255 RGB (N, H, W, 3) of any size -> the model's input tensor."""
         h, w = self.input_size
-        resized = np.stack([resize(crop(im, self.pre.crop), h, w) for im in images])
+        resized = np.stack([resize(crop(im, box), h, w) for im in images])
         if self.pre.bgr:
             resized = resized[..., ::-1]
         return model_input(resized, self.backend.dtype, self.backend.in_quant, self.pre.mean, self.pre.std)
 
-    def _embed(self, images: np.ndarray) -> np.ndarray:
-        out = []
+    def _embed(self, images: np.ndarray, aligned: bool = False) -> np.ndarray:
+        """Embeddings of face crops, or of faces already ``aligned`` at the model's size (no crop box)."""
+        out, box = [], None if aligned else self.pre.crop
         for start in range(0, len(images), self.batch_size):
-            batch = self._prepare(images[start:start + self.batch_size])
+            batch = self._prepare(images[start:start + self.batch_size], box)
             emb = self.backend.run(batch)
             if self.flip:
                 emb = emb + self.backend.run(np.ascontiguousarray(batch[:, :, ::-1]))
@@ -269,31 +275,38 @@ class FeatureExtractor:
         """Embeds one RGB image (H, W, 3) or a batch (N, H, W, 3); uint8 or float 0-255.
 
         Args:
-            images: already aligned face crops, or photos when ``landmarks`` is given.
+            images: already aligned face crops, or photos when ``landmarks`` is
+                given or the extractor was made with ``detect=True``.
             landmarks: (5, 2) or (N, 5, 2) detector points (x, y) per image (eyes,
                 nose, mouth corners): each image is first warped onto the ArcFace
                 template at the model's input size (``mfn_tf2.alignment``).
+                With ``detect=True`` and no landmarks, the detector's are used.
 
         Returns:
             (N, D) float32 L2-normalised embeddings.
+
+        Raises:
+            EmbedderError: unusable pixels or landmarks; DetectionError: an image with no face ("image k").
         """
         images = check_images(images)
-        if landmarks is not None:
-            from mfn_tf2.alignment import align_face, template_for
-            points = np.asarray(landmarks, np.float64)
-            if points.shape[-2:] != (5, 2) or points.reshape(-1, 5, 2).shape[0] != len(images):
-                raise EmbedderError(f"landmarks have shape {points.shape}: expected (5, 2) points (x, y) "
-                                    f"per image, for {len(images)} image(s)")
-            points = points.reshape(-1, 5, 2)
-            images = np.stack([align_face(im, p, template_for(self.input_size), self.input_size)
-                               for im, p in zip(images, points)])
-        return self._embed(images)
+        if landmarks is None and self.detect:
+            landmarks = largest_landmarks(list(images), self.min_score)
+        if landmarks is None:
+            return self._embed(images)
+        points = np.asarray(landmarks, np.float64)
+        if points.shape[-2:] != (5, 2) or points.reshape(-1, 5, 2).shape[0] != len(images):
+            raise EmbedderError(f"landmarks have shape {points.shape}: expected (5, 2) points (x, y) "
+                                f"per image, for {len(images)} image(s)")
+        return self._embed(align_faces(images, self.input_size, points.reshape(-1, 5, 2)), aligned=True)
 
     def embed_paths(self, paths, progress: bool = False) -> np.ndarray:
-        """Embeds image files (read as RGB), ``batch_size`` at a time.
+        """Embeds image files (read as RGB; with ``detect``, their largest faces aligned), ``batch_size`` at a time.
 
         Returns:
             (len(paths), D) float32 L2-normalised embeddings.
+
+        Raises:
+            ImageError: an unreadable file; DetectionError: with ``detect``, a photo with no face.
         """
         from tqdm import tqdm
         out = []
@@ -301,11 +314,13 @@ class FeatureExtractor:
                    unit="img", disable=not progress, leave=False)
         for start in range(0, len(paths), self.batch_size):
             chunk = paths[start:start + self.batch_size]
-            out.append(self._embed([read_rgb(p) for p in chunk]))
+            images = [read_rgb(p) for p in chunk]
+            if self.detect:  # faces warped at the model's size: no crop box
+                images = align_faces(images, self.input_size, largest_landmarks(chunk, self.min_score))
+            out.append(self._embed(images, aligned=self.detect))
             bar.update(len(chunk))
         bar.close()
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
 
 def check_images(images) -> np.ndarray | list:
     """Validates user pixels: (H, W, 3) or (N, H, W, 3), uint8 or real 0-255, finite.

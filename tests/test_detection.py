@@ -1,0 +1,171 @@
+"""Faces found in raw photos (mfn_tf2/detection.py): real LFW faces pasted into larger scenes.
+
+A raw photo here is a real face crop of the bundled LFW set pasted into a 480x360 scene (smooth colours,
+rectangles, noise) at another place, size and angle. Its known landmarks are the crop's own (found upright,
+at the crop's size, on a plain margin) carried into the scene by the paste's known similarity.
+test_align.py and test_evaluate.py build their photos with the helpers here.
+"""
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DEMO_DATA, REPO
+from mfn_tf2.detection import (DetectionError, Face, crop_check, detect_faces, largest_landmarks,
+                               pairs_with_faces)
+from mfn_tf2.images import read_rgb
+from mfn_tf2.pairs import PairSet
+
+# The committed Android demo model (64x64 input): a model trained elsewhere, as far as these tests go.
+DEMO_MODEL = REPO / "android_demo_assets" / "model_int8.tflite"
+# A spread of held-out people, one image each.
+FACES = sorted(DEMO_DATA.glob("heldout/*/*.jpg"))[::97][:8]
+
+
+def scene(rng, height: int = 360, width: int = 480) -> np.ndarray:
+    """A (height, width, 3) float32 background: smooth colour blobs, a few rectangles, noise; no face."""
+    out = cv2.resize(rng.uniform(40, 215, (4, 5, 3)).astype(np.float32), (width, height),
+                     interpolation=cv2.INTER_CUBIC)
+    for _ in range(6):
+        x, y = (int(v) for v in rng.integers(0, [width, height]))
+        w, h = (int(v) for v in rng.integers(20, 120, 2))
+        cv2.rectangle(out, (x, y), (x + w, y + h), tuple(float(v) for v in rng.uniform(0, 255, 3)), -1)
+    return out + rng.normal(0, 6, out.shape).astype(np.float32)
+
+
+def paste(background: np.ndarray, face: np.ndarray, rng, side=(100, 190), max_angle: float = 25.0,
+          centre=None):
+    """Pastes a face crop at a random place (or ``centre``), side in pixels and angle (degrees).
+
+    Returns:
+        (photo float32, (2, 3) matrix taking crop pixels to photo pixels).
+    """
+    h, w = face.shape[:2]
+    scale, angle = rng.uniform(*side) / w, rng.uniform(-max_angle, max_angle)
+    half = 0.75 * scale * w  # the rotated square's half extent, at most
+    if centre is None:
+        centre = rng.uniform([half, half], [background.shape[1] - half, background.shape[0] - half])
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    matrix[:, 2] += np.asarray(centre) - [w / 2, h / 2]
+    size = background.shape[1::-1]
+    warped = cv2.warpAffine(face.astype(np.float32), matrix, size, flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(np.ones((h, w), np.float32), matrix, size, flags=cv2.INTER_LINEAR)[..., None]
+    return background * (1 - mask) + warped * mask, matrix
+
+
+def crop_landmarks(face: np.ndarray) -> np.ndarray:
+    """(5, 2) landmarks of a face crop, found upright at its own size with a grey margin around it."""
+    margin = face.shape[0] // 2
+    padded = cv2.copyMakeBorder(face, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+    return detect_faces(padded)[0].landmarks - margin
+
+
+def raw_photo(face_path, seed: int, **paste_args):
+    """A raw photo of one face: (uint8 RGB photo, its known (5, 2) landmarks in the photo)."""
+    rng = np.random.default_rng(seed)
+    face = read_rgb(face_path)
+    photo, matrix = paste(scene(rng), face, rng, **paste_args)
+    known = crop_landmarks(face) @ matrix[:, :2].T + matrix[:, 2]
+    return np.clip(np.round(photo), 0, 255).astype(np.uint8), known
+
+
+def write_photo(path, rgb: np.ndarray) -> None:
+    """A JPEG (quality 90), as a camera would leave it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def errors(found: np.ndarray, known: np.ndarray) -> float:
+    """The largest landmark distance, in eye distances."""
+    return float(np.linalg.norm(found - known, axis=1).max() / np.linalg.norm(known[0] - known[1]))
+
+
+def test_finds_pasted_faces_near_their_known_landmarks_in_template_order():
+    worst = []
+    for seed, path in enumerate(FACES):
+        photo, known = raw_photo(path, seed)
+        faces = detect_faces(photo)
+        assert len(faces) == 1, (path.name, len(faces))
+        face = faces[0]
+        assert isinstance(face, Face) and face.landmarks.shape == (5, 2) and face.landmarks.dtype == np.float32
+        assert face.score >= 0.9
+        x, y, w, h = face.box
+        assert np.all((face.landmarks >= [x, y]) & (face.landmarks <= [x + w, y + h]))
+        worst.append(errors(face.landmarks, known))
+        # template order as seen in the image: eyes on the image's left then right, nose, mouth left then right
+        left_eye, right_eye, nose, mouth_left, mouth_right = face.landmarks
+        assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+        assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+    assert max(worst) < 0.2 and np.median(worst) < 0.1, np.round(worst, 3)
+
+
+def test_no_face_ten_faces_and_bad_images():
+    rng = np.random.default_rng(7)
+    blank = np.clip(scene(rng), 0, 255).astype(np.uint8)
+    assert detect_faces(blank) == []
+    # ten faces of growing size on a 640x480 scene: all found, largest first
+    crowd, centres = scene(rng, 480, 640), [(70 + 125 * (k % 5), 110 + 250 * (k // 5)) for k in range(10)]
+    for path, side, centre in zip(sorted(DEMO_DATA.glob("heldout/*/*.jpg"))[::61][:10], np.geomspace(50, 120, 10),
+                                  centres):
+        crowd, _ = paste(crowd, read_rgb(path), rng, side=(side, side + 1e-3), max_angle=5, centre=centre)
+    faces = detect_faces(np.clip(crowd, 0, 255).astype(np.uint8))
+    areas = [f.box[2] * f.box[3] for f in faces]
+    assert len(faces) == 10 and areas == sorted(areas, reverse=True)
+    for cx, cy in centres:  # each pasted face in exactly one box
+        assert sum(x < cx < x + w and y < cy < y + h for x, y, w, h in (f.box for f in faces)) == 1
+    assert detect_faces(np.zeros((8, 400, 3), np.uint8)) == []  # smaller than the detector's smallest input
+    for bad, words in ((np.zeros((50, 50), np.uint8), r"shape \(50, 50\)"),
+                       (np.zeros((50, 50, 3), np.float32), "dtype float32"),
+                       (np.zeros((50, 50, 4), np.uint8), "expected \\(H, W, 3\\) uint8 RGB")):
+        with pytest.raises(DetectionError, match=words):
+            detect_faces(bad)
+    with pytest.raises(DetectionError, match="min_score 1.5"):
+        detect_faces(blank, min_score=1.5)
+    with pytest.raises(DetectionError, match="image 1: no face found"):
+        largest_landmarks([raw_photo(FACES[0], 0)[0], blank])
+
+
+def test_feature_extractor_detect_embeds_the_aligned_largest_face(tmp_path):
+    from mfn_tf2.embedders import FeatureExtractor
+    photo, _ = raw_photo(FACES[1], 11)
+    write_photo(tmp_path / "p.jpg", photo)
+    plain, detecting = FeatureExtractor(str(DEMO_MODEL)), FeatureExtractor(str(DEMO_MODEL), detect=True)
+    landmarks = detect_faces(photo)[0].landmarks
+    want = plain.infer(photo, landmarks=landmarks)
+    np.testing.assert_allclose(detecting.infer(photo), want, atol=1e-6)
+    from_file = detecting.embed_paths([str(tmp_path / "p.jpg")])
+    assert from_file.shape == want.shape and float(from_file[0] @ want[0]) > 0.95  # JPEG's loss only
+    # the same face as the aligned crop it came from, far closer than the photo taken as a crop
+    crop = plain.infer(read_rgb(FACES[1]))[0]
+    assert float(want[0] @ crop) > float(plain.infer(photo)[0] @ crop) + 0.2
+    write_photo(tmp_path / "blank.jpg", np.clip(scene(np.random.default_rng(3)), 0, 255).astype(np.uint8))
+    with pytest.raises(DetectionError, match="blank.jpg: no face found"):
+        detecting.embed_paths([str(tmp_path / "p.jpg"), str(tmp_path / "blank.jpg")])
+
+
+def test_pairs_with_faces_leaves_out_and_names_photos_without_a_face(tmp_path):
+    paths = []
+    for k, path in enumerate(FACES[:3]):
+        write_photo(tmp_path / f"f{k}.jpg", raw_photo(path, 20 + k)[0])
+        paths.append(str(tmp_path / f"f{k}.jpg"))
+    write_photo(tmp_path / "blank.jpg", np.clip(scene(np.random.default_rng(4)), 0, 255).astype(np.uint8))
+    blank = str(tmp_path / "blank.jpg")
+    pairs = PairSet([paths[0], paths[1], blank, paths[2]], [paths[1], blank, paths[0], paths[0]],
+                    [1, 0, 0, 1], [0, 0, 1, 1], source="p.txt")
+    kept, info = pairs_with_faces(pairs)
+    assert kept.paths1 == [paths[0], paths[2]] and kept.labels.tolist() == [1, 1] and kept.folds.tolist() == [0, 1]
+    assert info == {"photos": 4, "no_face": [blank], "several_faces": 0, "left_out_pairs": 2}
+    with pytest.raises(DetectionError, match="p.txt: no pair left: no face found in 1 of 1 photos"):
+        pairs_with_faces(PairSet([blank], [blank], [1], [0], source="p.txt"))
+
+
+def test_crop_check_tells_face_crops_from_photos(tmp_path):
+    crops = [str(p) for p in FACES]
+    assert crop_check(crops, (64, 64))["crops"]  # 64x64 crops: crops without asking the detector
+    assert crop_check(crops, (16, 16))["crops"]  # four times the model: the detector finds them in place
+    photos = []
+    for k, path in enumerate(FACES):
+        write_photo(tmp_path / f"{k}.jpg", raw_photo(path, 30 + k)[0])
+        photos.append(str(tmp_path / f"{k}.jpg"))
+    check = crop_check(photos, (64, 64))
+    assert not check["crops"] and check["sampled"] == 8 and len(check["not_crops"]) >= 6
+    assert all("480x360" in why for _, why in check["not_crops"])
