@@ -33,6 +33,7 @@ def _recognizer(num_classes: int):
     return build_recognizer(TINY, num_classes, optimizer=optimizer), optimizer
 
 
+@pytest.mark.slow
 def test_float16_training_step_with_loss_scaling(tmp_path, float16_policy):
     assert float16_policy == "mixed_float16"
     faces = make_face_tree(tmp_path / "faces")  # 6 people x 5 real faces
