@@ -15,8 +15,9 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
+# Trains, exports and benchmarks the demo model, and writes android_demo_assets/ from that same run.
 demo: $(STAMP)
-	$(PY) -m mfn_tf2.demo
+	$(PY) -m mfn_tf2.demo --android_assets
 
 # Two pytest workers (pytest-xdist), one test file each at a time (a file's fixtures are built once),
 # in the order of tests/conftest.py (longest files first).
