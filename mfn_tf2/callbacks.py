@@ -91,16 +91,68 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stops training cleanly after ``minutes`` of wall time (0: never)."""
+    """``--max_minutes``: the learning-rate schedule laid out over the time budget, then a clean stop.
 
-    def __init__(self, minutes: float):
+    The clock starts when the callback is made. The first step of the process
+    traces the graph; the next ``measure_steps`` are timed (epoch ends between
+    them included), and the optimizer steps that fit in the time left become
+    the schedule's last step (``schedule.total_steps``; never later than
+    ``--epochs`` lays it), so the learning rate has decayed when the time is
+    up. Training stops at that step, or when the time is up (verification is
+    not in the measurement), whichever comes first.
+
+    Args:
+        minutes: the budget (0: no budget, the callback does nothing).
+        schedule: the optimizer's ``WarmupDecay`` (its ``total_steps`` variable is set).
+        steps_per_epoch: optimizer steps in one epoch (for the log line).
+        log: where the one line that says how the schedule is laid out goes.
+        measure_steps: steps timed after the first.
+
+    Example:
+        >>> from mfn_tf2.recognizer import WarmupDecay
+        >>> lines, schedule = [], WarmupDecay(0.01, 0, total_steps=10**6)
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+        >>> budget = TimeBudget(0.1, schedule, 10, lines.append, measure_steps=3)
+        >>> _ = model.fit(tf.zeros((40, 2)), tf.zeros((40, 1)), batch_size=4, epochs=10**5, verbose=0,
+        ...               callbacks=[budget])
+        >>> budget.expired, int(schedule.total_steps.numpy()) < 10**6, "learning-rate schedule" in lines[0]
+        (True, True, True)
+    """
+
+    def __init__(self, minutes: float, schedule, steps_per_epoch: int, log, measure_steps: int = 10):
         super().__init__()
         self.seconds, self.start = minutes * 60.0, time.monotonic()
-        self.expired = False
+        self.schedule, self.steps, self.log, self.measure = schedule, steps_per_epoch, log, measure_steps
+        self.seen, self.timer, self.expired = 0, None, False
+        self.last_step = None  # where the budget ends the schedule, once it is laid out before --epochs' end
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.seconds and time.monotonic() - self.start > self.seconds:
+        if not self.seconds:
+            return
+        now, self.seen = time.monotonic(), self.seen + 1
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.seen == 1:  # the traced step is over: time from here
+            self.timer = now
+        elif self.seen == 1 + self.measure:
+            self._lay_out(step, (now - self.timer) / self.measure, now)
+        if now - self.start > self.seconds or (self.last_step is not None and step >= self.last_step):
             self.expired = self.model.stop_training = True
+
+    def _lay_out(self, step: int, per_step: float, now: float) -> None:
+        """Sets the schedule's last step from the measured seconds per step."""
+        planned = int(self.schedule.total_steps.numpy())
+        fits = int(max(0.0, self.seconds - (now - self.start)) / per_step)
+        total = max(step + 1, min(planned, step + fits))
+        # Workers measure slightly different times: all take the mean, so their schedules stay one.
+        strategy = self.model.distribute_strategy
+        total = int(strategy.reduce("MEAN", strategy.run(lambda: tf.constant(float(total))), axis=None))
+        self.schedule.total_steps.assign(total)
+        self.last_step = total if total < planned else None
+        ends = (f"now ends at step {total} ({total / self.steps:.1f} epochs) instead of {planned}"
+                if total < planned else f"keeps its {planned} steps: --epochs ends before the budget")
+        self.log(f"{1e3 * per_step:.0f} ms per step on this machine: {max(0, fits)} more steps fit in "
+                 f"--max_minutes {self.seconds / 60:g}; the learning-rate schedule {ends}")
 
 
 class TimeEstimate(keras.callbacks.Callback):

@@ -112,26 +112,37 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
     Args:
         peak: learning rate after warm-up.
         warmup_steps: steps of linear warm-up from ``peak / 100``.
-        total_steps: steps of the whole run (decay reaches 0 there).
+        total_steps: steps of the whole run (decay reaches 0 there); kept in the
+            int64 variable ``total_steps``, which ``--max_minutes`` sets once it
+            knows how many steps fit in the time budget.
         kind: "cosine", "polynomial" (power 2) or "constant".
+
+    Example:
+        >>> schedule = WarmupDecay(0.1, warmup_steps=0, total_steps=100)
+        >>> round(float(schedule(50)), 4)
+        0.05
+        >>> _ = schedule.total_steps.assign(50)   # laid out over 50 steps: the end is reached at 50
+        >>> round(float(schedule(50)), 4)
+        0.0
     """
 
     def __init__(self, peak: float, warmup_steps: int, total_steps: int, kind: str = "cosine"):
         super().__init__()
-        self.peak, self.warmup_steps, self.total_steps, self.kind = peak, warmup_steps, total_steps, kind
+        self.peak, self.warmup_steps, self.kind = peak, warmup_steps, kind
+        self.total_steps = tf.Variable(total_steps, dtype=tf.int64, trainable=False, name="total_steps")
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         warm = float(max(self.warmup_steps, 1))
         warm_lr = self.peak * (0.01 + 0.99 * step / warm)
-        span = float(max(self.total_steps - self.warmup_steps, 1))
+        span = tf.cast(tf.maximum(self.total_steps - self.warmup_steps, 1), tf.float32)
         progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
         decayed = self.peak * _DECAY[self.kind](progress)
         return tf.where(step < self.warmup_steps, warm_lr, decayed)
 
     def get_config(self):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps, "kind": self.kind}
+                "total_steps": int(self.total_steps.numpy()), "kind": self.kind}
 
 
 # Decay shape after warm-up: progress in [0, 1] -> factor of the peak rate.
@@ -148,7 +159,19 @@ _OPTIMIZERS = {
 }
 
 
-def make_optimizer(cfg, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def make_schedule(cfg, steps_per_epoch: int) -> WarmupDecay:
+    """The learning-rate schedule of a ``TrainConfig``: warm-up, then decay over ``cfg.epochs``.
+
+    Example:
+        >>> from mfn_tf2.config import TrainConfig
+        >>> int(make_schedule(TrainConfig(epochs=3), steps_per_epoch=10).total_steps.numpy())
+        30
+    """
+    return WarmupDecay(cfg.learning_rate, int(cfg.warmup_epochs * steps_per_epoch),
+                       max(1, cfg.epochs * steps_per_epoch), cfg.lr_schedule)
+
+
+def make_optimizer(cfg, steps_per_epoch: int, schedule: WarmupDecay | None = None) -> keras.optimizers.Optimizer:
     """The optimizer of a ``TrainConfig``: warm-up + decay over ``cfg.epochs``.
 
     Batch-norm scales/offsets and biases are left out of weight decay. Under a
@@ -157,12 +180,13 @@ def make_optimizer(cfg, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     Args:
         cfg: a TrainConfig.
         steps_per_epoch: optimizer steps in one epoch.
+        schedule: the learning rate (default: ``make_schedule(cfg, steps_per_epoch)``);
+            the training runner passes its own to lay it out over ``--max_minutes``.
 
     Returns:
         A Keras 2 optimizer.
     """
-    schedule = WarmupDecay(cfg.learning_rate, int(cfg.warmup_epochs * steps_per_epoch),
-                           max(1, cfg.epochs * steps_per_epoch), cfg.lr_schedule)
+    schedule = schedule if schedule is not None else make_schedule(cfg, steps_per_epoch)
     optimizer = _OPTIMIZERS[cfg.optimizer](schedule, cfg)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     if keras.mixed_precision.global_policy().compute_dtype == "float16":

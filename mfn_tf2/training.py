@@ -33,7 +33,7 @@ from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
 from mfn_tf2.fileio import OutputLock, atomic_directory
 from mfn_tf2.backbones import build_backbone
-from mfn_tf2.recognizer import Recognizer, build_recognizer, make_optimizer, set_precision
+from mfn_tf2.recognizer import Recognizer, build_recognizer, make_optimizer, make_schedule, set_precision
 from mfn_tf2.verification import has_pairs, load_pairs, log_columns, verifier_for
 
 
@@ -72,16 +72,19 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     steps = max(1, data.num_train // data_cfg.batch_size)
     write_dir = worker_directory(save_dir, strategy)
     with strategy.scope():
-        recognizer, epoch, manager, resumed = _build(model_cfg, train_cfg, data.class_names, steps, save_dir,
-                                                     write_dir, log)
+        schedule = make_schedule(train_cfg, steps)
+        recognizer, epoch, manager, resumed = _build(model_cfg, train_cfg, data.class_names, steps, schedule,
+                                                     save_dir, write_dir, log)
     train_ds = strategy.distribute_datasets_from_function(lambda ctx: data.train_dataset(ctx).repeat())
     # Whole global batches only: a replica must never get an empty one.
     valid_steps = data.num_valid // data_cfg.batch_size
     valid_ds = (strategy.distribute_datasets_from_function(lambda ctx: data.valid_dataset(ctx).repeat())
                 if valid_steps else None)
     scratch = None if chief else write_dir
-    nan_guard, budget = NanGuard(), TimeBudget(train_cfg.max_minutes)
-    callbacks = [nan_guard, budget, LearningRateLogger(), TimeEstimate(train_cfg.epochs, steps, log),
+    nan_guard, budget = NanGuard(), TimeBudget(train_cfg.max_minutes, schedule, steps, log)
+    # With a time budget, the budget's line says how long the run takes.
+    estimate = [] if train_cfg.max_minutes else [TimeEstimate(train_cfg.epochs, steps, log)]
+    callbacks = [nan_guard, budget, LearningRateLogger(), *estimate,
                  Checkpointer(manager, epoch, train_cfg.checkpoint_epochs, train_cfg.checkpoint_steps,
                               train_cfg.epochs, scratch)]
     # Same callbacks in the same order on every worker: their collective reads must pair up.
@@ -106,10 +109,11 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
             "verification": verifier.last_report}
 
 
-def _build(model_cfg, train_cfg, class_names: list[str], steps: int, save_dir: str, write_dir: str, log):
+def _build(model_cfg, train_cfg, class_names: list[str], steps: int, schedule, save_dir: str, write_dir: str,
+           log):
     """Recognizer, epoch variable, checkpoint manager and whether a checkpoint was restored
     (it is when one exists); inside the strategy scope."""
-    optimizer = make_optimizer(train_cfg, steps)
+    optimizer = make_optimizer(train_cfg, steps, schedule)
     recognizer = build_recognizer(model_cfg, len(class_names), optimizer=optimizer,  # head built: restorable
                                   margin_warmup_steps=int(train_cfg.margin_warmup_epochs * steps))
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

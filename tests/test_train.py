@@ -100,6 +100,22 @@ def test_two_logical_cpus_mirrored(tmp_path):
     assert re.search(r"\d+ ms per step on this machine: 0 more steps \(1 epoch\(s\) from epoch 1\)", proc.stdout)
 
 
+@pytest.mark.slow
+def test_time_budget_lays_out_the_schedule(tmp_path):
+    """--max_minutes measures the first steps, then fixes the schedule's last step (here --epochs' own: a
+    generous budget); two replicas agree on it. A budget that ends the schedule early: TimeBudget's example."""
+    faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
+    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
+    proc = train_tiny(tmp_path / "w", faces, pairs, "--max_minutes", "30", "--logical_cpus", "2",
+                      "--evaluate_epochs", "4", epochs=4)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # 30 faces at batch 8: 3 steps an epoch, 12 in all; the first traces, the next 10 are timed.
+    assert re.search(r"\d+ ms per step on this machine: \d+ more steps fit in --max_minutes 30; "
+                     r"the learning-rate schedule keeps its 12 steps: --epochs ends before the budget", proc.stdout)
+    assert "ms per step on this machine:" in proc.stdout and "take about" not in proc.stdout  # one estimate
+    assert "done: 4 epochs" in proc.stdout and "stopped" not in proc.stdout
+
+
 def test_other_configuration_is_refused(tiny_run, tmp_path):
     save_dir, faces, pairs = tiny_run
     proc = run_cli("train", faces, faces, pairs, "--image_size", "32", "--width", "0.25",
