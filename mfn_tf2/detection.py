@@ -315,7 +315,7 @@ def align_photos(images_dir: str, out_dir: str, template: str = "112x112", all_f
             write_face(os.path.join(out_dir, os.path.splitext(name)[0] + suffix + ".png"),
                        align_face(image, face.landmarks, template))
         written += len(faces)
-        points = [np.round(f.landmarks.astype(np.float64), 3).tolist() for f in faces]
+        points = [f.landmarks.astype(np.float64).tolist() for f in faces]  # exact: the warp repeats bit for bit
         entries[name] = points if all_faces else points[0]
     write_json(landmarks_out, entries)
     return {"photos": len(photos) + len(others), "written": written, "landmarks": landmarks_out,

@@ -12,6 +12,9 @@
     # insightface's .bin sets: one table per model, accuracy with and without flip
     python -m mfn_tf2.evaluate weights/ export/demo/model_int8.tflite --bin lfw.bin,cfp_fp.bin,agedb_30.bin
 
+    # raw photos (faces anywhere in the frame): find, align and embed the largest face of each
+    python -m mfn_tf2.evaluate model.tflite --pairs_filename photo_pairs.txt --data_directory photos --detect
+
     # pairs generated from a folder of identities, saved for later
     python -m mfn_tf2.evaluate weights/ --data_directory faces/ --sample_type 0 --repeat_times 10 \\
         --save_pairs pairs_generated.txt
@@ -21,6 +24,14 @@ size, dtype and quantization are read from each model; pre-processing from its
 metadata.json (our exports) unless given. A model with several outputs is
 scored on its (batch, D) output with the largest D (stderr and the table say
 which); ``--output NAME_OR_INDEX`` chooses another.
+
+Images must be face crops, unless ``--detect`` is given. Without it, a sample
+of images much larger than the model's input is checked with the face
+detector: when they look like photos (no face, or a face far from the
+template's place), the evaluator stops with one line pointing to ``--detect``
+rather than print a near-chance figure. With ``--detect``, a photo where no
+face is found is named, and its pairs are left out and counted (not scored);
+a photo with several faces gives its largest.
 """
 from __future__ import annotations
 
@@ -32,6 +43,7 @@ import sys
 from mfn_tf2 import cli
 from mfn_tf2.binsets import bin_tables, read_bin, verify_bins
 from mfn_tf2.config import EvalConfig
+from mfn_tf2.detection import DetectionError, crop_check, crop_line, detection_lines, pairs_with_faces
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import write_json, write_text
 from mfn_tf2.images import ImageError
@@ -54,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="NAME_OR_INDEX",
                    help="for models with several outputs, the embedding's name or index "
                         "(default: the (batch, D) output with the largest D)")
+    p.add_argument("--detect", action="store_true",
+                   help="the pairs name raw photos: find (MTCNN), align and embed the largest face of each; "
+                        "pairs with a photo where no face is found are left out, named and counted")
+    p.add_argument("--min_score", type=float, default=0.9,
+                   help="with --detect: the detector's confidence a face needs, in (0, 1) (default: 0.9)")
+    p.add_argument("--crop_check", type=cli.str2bool, default=True, metavar="true|false",
+                   help="without --detect, stop when sampled images look like photos, not face crops "
+                        "(default: true)")
     p.add_argument("--save_pairs", metavar="FILE", help="write the pairs used, plain format")
     p.add_argument("--json", metavar="FILE", help="all figures, per model")
     p.add_argument("--save_scores", metavar="FILE", help="CSV: path1, path2, label, one score column per model")
@@ -78,6 +98,10 @@ def main(argv=None) -> None:
     cfg = cli.build_configs(parser, ns, {"eval": EvalConfig})["eval"]
     if not (has_pairs(cfg) or cfg.verification_sets):
         parser.error("give --pairs_filename/--data_directory, or --bin (insightface .bin sets)")
+    if ns.detect and cfg.verification_sets:
+        parser.error("--detect is for pairs of raw photos; .bin sets (--bin) hold aligned faces: evaluate them apart")
+    if not 0 < ns.min_score < 1:
+        parser.error(f"--min_score {ns.min_score}: expected a confidence in (0, 1)")
     report = {"config": {"far_target": list(cfg.far_target), "flip": cfg.flip}}
     try:
         # every bad line, missing image or unreadable .bin is reported before any model runs
@@ -85,12 +109,13 @@ def main(argv=None) -> None:
         bin_sets = [read_bin(p) for p in cfg.verification_sets]
         extractors = [FeatureExtractor(m, mean=cfg.mean, std=cfg.std, bgr=cfg.bgr, crop=cfg.crop,
                                        flip=cfg.flip, batch_size=cfg.batch_size, num_threads=ns.num_threads,
-                                       output=ns.output)
+                                       output=ns.output, detect=ns.detect, min_score=ns.min_score)
                       for m in ns.models]
         for fe in extractors:
             if fe.note:
                 print(fe.note, file=sys.stderr)
         if pairs:
+            pairs, report["detection"] = _faces_or_crops(ns, pairs, extractors)
             result = _pairs_report(ns, cfg, pairs, extractors)
             report |= {"pairs": result["pairs"], "models": [{k: v for k, v in m.items() if k != "scores"}
                                                             for m in result["models"]]}
@@ -98,10 +123,25 @@ def main(argv=None) -> None:
             print(f"insightface verification sets, 10 contiguous folds: {', '.join(s.name for s in bin_sets)}")
             report["verification_sets"] = verify_bins(extractors, bin_sets, cfg.far_target)
             print("\n\n".join(bin_tables(report["verification_sets"])))
-    except (PairsError, ModelError, ImageError, MetricsError) as err:
+    except (PairsError, ModelError, ImageError, MetricsError, DetectionError) as err:
         cli.fail(str(err))
     if ns.json:
         write_json(ns.json, report)
+
+
+def _faces_or_crops(ns, pairs, extractors):
+    """With --detect: (the pairs whose photos hold a face, what was left out); printed.
+    Without: (pairs, None) once each model's input size passed ``detection.crop_check``."""
+    if ns.detect:
+        pairs, info = pairs_with_faces(pairs, ns.min_score, progress=True)
+        for line in detection_lines(info):
+            print(line)
+        return pairs, info
+    for size, box in {(fe.input_size, tuple(fe.pre.crop or ()) or None) for fe in extractors} if ns.crop_check else ():
+        check = crop_check(pairs.unique_paths(), size, box)
+        if not check["crops"]:
+            raise DetectionError(crop_line(check, size, pairs.source))
+    return pairs, None
 
 
 def _pairs_report(ns, cfg, pairs, extractors) -> dict:
@@ -110,6 +150,7 @@ def _pairs_report(ns, cfg, pairs, extractors) -> dict:
         save_pairs(pairs, ns.save_pairs, cfg.data_directory)
     result = verify_models(extractors, pairs, cfg.far_target, progress=True)
     skipped = f", {pairs.skipped} skipped (missing images)" if pairs.skipped else ""
+    skipped += "; the largest face of each photo found, aligned and embedded" if ns.detect else ""
     print(f"{len(pairs.labels)} pairs from {pairs.source}{skipped}"
           + ("; embeddings with flipped images added (Accuracy-Flip)" if cfg.flip else ""))
     print(markdown_table(result, [fe.name + (f" (output {fe.describe()['output']!r})" if fe.note else "")

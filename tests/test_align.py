@@ -118,3 +118,62 @@ def test_android_alignment_cases_reproduce():
         for model, golden in case["embeddings"].items():
             emb = FeatureExtractor(str(assets / model), batch_size=1).infer(photo, landmarks=landmarks)[0]
             assert float(emb @ np.array(golden)) >= 0.999
+
+
+def test_align_detect_over_raw_photos_writes_faces_and_the_landmarks_it_used(tmp_path):
+    from test_detection import (FACES, errors, known_landmarks, paste, raw_photo, scene, write_photo)
+    photos, known = tmp_path / "photos", {}
+    for k, face in enumerate(FACES[:3]):
+        photo, matrix = raw_photo(face, 40 + k)
+        write_photo(photos / "ann" / f"p{k}.jpg", photo)
+        known[f"ann/p{k}.jpg"] = known_landmarks(face, matrix)
+    rng = np.random.default_rng(9)
+    write_photo(photos / "blank.jpg", np.clip(scene(rng), 0, 255).astype(np.uint8))
+    two, _ = paste(scene(rng), read_rgb(FACES[3]), rng, side=(150, 151), max_angle=0, centre=(120, 180))
+    two, _ = paste(two, read_rgb(FACES[4]), rng, side=(100, 101), max_angle=0, centre=(360, 180))
+    write_photo(photos / "two.jpg", np.clip(two, 0, 255).astype(np.uint8))
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    proc = run_cli("align", photos, tmp_path / "out", "--detect")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 photos with no face found (nothing written): blank.jpg" in proc.stdout
+    assert "skipped broken.jpg: not an image" in proc.stdout
+    assert "aligned 4 faces (the largest face of each; 1 photos hold several faces) from 6 photos" in proc.stdout
+    used = json.loads((tmp_path / "out" / "landmarks.json").read_text())
+    assert sorted(used) == ["ann/p0.jpg", "ann/p1.jpg", "ann/p2.jpg", "two.jpg"]
+    for name, points in known.items():
+        assert errors(np.array(used[name]), points) < 0.2
+        got = read_rgb(tmp_path / "out" / name.replace(".jpg", ".png"))
+        want = align_face(read_rgb(photos / name), np.array(used[name]))
+        assert got.shape == (112, 112, 3) and np.abs(got.astype(int) - want).max() <= 1
+    assert np.mean(used["two.jpg"], axis=0)[0] < 240  # the larger face, on the left
+    assert not (tmp_path / "out" / "blank.png").exists()
+    # the landmarks file is the landmarks-file form: the same faces again without the detector
+    proc = run_cli("align", photos, tmp_path / "out" / "landmarks.json", tmp_path / "again")
+    assert proc.returncode == 0 and "aligned 4 faces" in proc.stdout, proc.stderr[-2000:]
+    assert np.array_equal(read_rgb(tmp_path / "again" / "two.png"), read_rgb(tmp_path / "out" / "two.png"))
+    # every face
+    proc = run_cli("align", photos, tmp_path / "all", "--detect", "--all_faces")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(json.loads((tmp_path / "all" / "landmarks.json").read_text())["two.jpg"]) == 2
+    assert (tmp_path / "all" / "two_0.png").exists() and (tmp_path / "all" / "two_1.png").exists()
+
+
+def test_align_bad_input_is_one_line(tmp_path):
+    from conftest import run_main
+    proc = run_main("align", tmp_path, tmp_path / "out")
+    assert proc.returncode == 2 and "expected IMAGES LANDMARKS OUT (or PHOTOS OUT --detect), got 2 paths" in proc.stderr
+    proc = run_main("align", tmp_path, tmp_path / "lm.csv", tmp_path / "out", "--detect")
+    assert proc.returncode == 2 and "expected PHOTOS OUT with --detect, got 3 paths" in proc.stderr
+    proc = run_main("align", tmp_path / "nowhere", tmp_path / "out", "--detect")
+    assert proc.returncode == 1 and proc.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such folder"
+    proc = run_main("align", tmp_path, tmp_path / "out", "--detect", "--min_score", "2")
+    assert proc.returncode == 2 and "--min_score 2.0: expected a confidence in (0, 1)" in proc.stderr
+    # landmarks outside their image: that image skipped, named, the others aligned
+    photo, points = photo_and_landmarks(0)
+    (tmp_path / "photos").mkdir()
+    for name in ("in.png", "out.png"):
+        cv2.imwrite(str(tmp_path / "photos" / name), np.round(photo[..., ::-1]).astype(np.uint8))
+    (tmp_path / "lm.json").write_text(json.dumps({"in.png": points.tolist(), "out.png": (points + 300).tolist()}))
+    proc = run_main("align", tmp_path / "photos", tmp_path / "lm.json", tmp_path / "aligned")
+    assert proc.returncode == 0 and "aligned 1 faces" in proc.stdout
+    assert f"skipped out.png: {tmp_path / 'lm.json'}: landmark (" in proc.stdout and "outside the 320x320 image" in proc.stdout

@@ -5,6 +5,8 @@ rectangles, noise) at another place, size and angle. Its known landmarks are the
 at the crop's size, on a plain margin) carried into the scene by the paste's known similarity.
 test_align.py and test_evaluate.py build their photos with the helpers here.
 """
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -60,12 +62,36 @@ def crop_landmarks(face: np.ndarray) -> np.ndarray:
 
 
 def raw_photo(face_path, seed: int, **paste_args):
-    """A raw photo of one face: (uint8 RGB photo, its known (5, 2) landmarks in the photo)."""
+    """A raw photo of one face: (uint8 RGB photo, (2, 3) matrix taking crop pixels to photo pixels)."""
     rng = np.random.default_rng(seed)
-    face = read_rgb(face_path)
-    photo, matrix = paste(scene(rng), face, rng, **paste_args)
-    known = crop_landmarks(face) @ matrix[:, :2].T + matrix[:, 2]
-    return np.clip(np.round(photo), 0, 255).astype(np.uint8), known
+    photo, matrix = paste(scene(rng), read_rgb(face_path), rng, **paste_args)
+    return np.clip(np.round(photo), 0, 255).astype(np.uint8), matrix
+
+
+def known_landmarks(face_path, matrix: np.ndarray) -> np.ndarray:
+    """(5, 2) landmarks of a pasted face in its photo: the crop's own, carried by the paste's matrix."""
+    return crop_landmarks(read_rgb(face_path)) @ matrix[:, :2].T + matrix[:, 2]
+
+
+def write_raw_pairs(pairs_file, out_dir, n_same: int = 20, n_different: int = 20, seed: int = 0):
+    """Raw photos of the first pairs of each kind in an LFW pairs file (data/lfw_demo), and a plain pairs
+    file naming them: (pairs file, photos folder). Each image becomes one photo ``<name>.jpg``."""
+    from mfn_tf2.pairs import read_pairs
+    pairs = read_pairs(pairs_file, pairs_file.parent / "heldout")
+    same = [k for k in range(len(pairs)) if pairs.labels[k] == 1][:n_same]
+    different = [k for k in range(len(pairs)) if pairs.labels[k] == 0][:n_different]
+    lines, written = [], set()
+    for k in sorted(same + different):
+        names = []
+        for path in (pairs.paths1[k], pairs.paths2[k]):
+            name = os.path.splitext(os.path.basename(path))[0] + ".jpg"
+            if name not in written:
+                write_photo(out_dir / name, raw_photo(path, seed + len(written))[0])
+                written.add(name)
+            names.append(name)
+        lines.append(f"{names[0]} {names[1]} {int(pairs.labels[k])}")
+    (out_dir.parent / "photo_pairs.txt").write_text("\n".join(lines) + "\n")
+    return out_dir.parent / "photo_pairs.txt", out_dir
 
 
 def write_photo(path, rgb: np.ndarray) -> None:
@@ -82,7 +108,8 @@ def errors(found: np.ndarray, known: np.ndarray) -> float:
 def test_finds_pasted_faces_near_their_known_landmarks_in_template_order():
     worst = []
     for seed, path in enumerate(FACES):
-        photo, known = raw_photo(path, seed)
+        photo, matrix = raw_photo(path, seed)
+        known = known_landmarks(path, matrix)
         faces = detect_faces(photo)
         assert len(faces) == 1, (path.name, len(faces))
         face = faces[0]

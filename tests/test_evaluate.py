@@ -1,10 +1,12 @@
 """python -m mfn_tf2.evaluate and FeatureExtractor on every kind of model, on real face pairs."""
 import json
+import os
 
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_main
+from test_detection import DEMO_MODEL
 
 
 def _tflite(model, path, int8_calibration=None):
@@ -120,3 +122,66 @@ def test_bad_pairs_line_reported_before_models(tmp_path, demo_data):
                    "--data_directory", demo_data / "heldout")
     assert proc.returncode != 0
     assert f"{bad}:2" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def raw_pairs(tmp_path_factory, demo_data):
+    """Raw photos (real faces pasted into scenes) of 12 same and 12 different held-out pairs, plus a photo
+    with no face in two more pairs: (pairs file, photos folder)."""
+    from test_detection import scene, write_photo, write_raw_pairs
+    root = tmp_path_factory.mktemp("raw_pairs")
+    pairs_file, photos = write_raw_pairs(demo_data / "pairs_heldout.txt", root / "photos", 12, 12)
+    write_photo(photos / "nobody.jpg", np.clip(scene(np.random.default_rng(5)), 0, 255).astype(np.uint8))
+    first = pairs_file.read_text().split()[0]
+    with open(pairs_file, "a") as f:
+        f.write(f"nobody.jpg {first} 1\n{first} nobody.jpg 0\n")
+    return pairs_file, photos
+
+
+def test_evaluate_detect_scores_the_aligned_faces_and_names_photos_without_one(raw_pairs, tmp_path):
+    import csv
+
+    from mfn_tf2.detection import detect_faces
+    from mfn_tf2.embedders import FeatureExtractor
+    from mfn_tf2.images import read_rgb
+    pairs_file, photos = raw_pairs
+    proc = run_cli("evaluate", DEMO_MODEL, "--pairs_filename", pairs_file, "--data_directory", photos, "--detect",
+                   "--json", tmp_path / "r.json", "--save_scores", tmp_path / "s.csv")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    info, lines = report["detection"], pairs_file.read_text().splitlines()
+    no_face = {os.path.basename(p) for p in info["no_face"]}
+    assert "nobody.jpg" in no_face and len(no_face) <= 4 and info["photos"] == len({w for ln in lines
+                                                                                    for w in ln.split()[:2]})
+    left_out = sum(bool(set(ln.split()[:2]) & no_face) for ln in lines)
+    assert info["left_out_pairs"] == left_out >= 2
+    assert report["models"][0]["report"]["n_pairs"] == len(lines) - left_out
+    said = next(ln for ln in proc.stdout.splitlines() if ln.startswith("no face found"))
+    assert f"{len(no_face)} of {info['photos']} photos: {left_out} pairs left out (not scored)" in said
+    assert "nobody.jpg" in said
+    # every score is the cosine of the two largest faces, found, aligned at the model's size and embedded
+    fe, embedded = FeatureExtractor(str(DEMO_MODEL)), {}
+    for row in csv.DictReader(open(tmp_path / "s.csv")):
+        for path in (row["path1"], row["path2"]):
+            if path not in embedded:
+                photo = read_rgb(path)
+                embedded[path] = fe.infer(photo, landmarks=detect_faces(photo)[0].landmarks)[0]
+        assert abs(float(embedded[row["path1"]] @ embedded[row["path2"]]) - float(row[str(DEMO_MODEL)])) < 1e-5
+
+
+def test_evaluate_without_detect_on_photos_points_to_detect(raw_pairs, tmp_path):
+    pairs_file, photos = raw_pairs
+    proc = run_cli("evaluate", DEMO_MODEL, "--pairs_filename", pairs_file, "--data_directory", photos)
+    assert proc.returncode == 1 and "| model |" not in proc.stdout
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {pairs_file}: ") and "do not look like face crops for a 64x64 model" in last
+    assert "add --detect" in last
+    # an unreadable photo: one line naming it
+    (photos / "broken.jpg").write_bytes(b"not an image at all")
+    (tmp_path / "p.txt").write_text(pairs_file.read_text().splitlines()[0] + "\nbroken.jpg nobody.jpg 0\n")
+    proc = run_cli("evaluate", DEMO_MODEL, "--pairs_filename", tmp_path / "p.txt", "--data_directory", photos,
+                   "--detect")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {photos / 'broken.jpg'}: cannot read image")
+    proc = run_main("evaluate", DEMO_MODEL, "--bin", "lfw.bin", "--detect")
+    assert proc.returncode == 2 and "--detect is for pairs of raw photos" in proc.stderr
