@@ -1,33 +1,56 @@
-"""``android_demo_assets/``: what an app team drops into ``src/main/assets``.
+"""``android_demo_assets/``: what an app team drops into ``src/main/assets``, from one export folder.
 
-From an export folder: the int8 and fp16 models, ``metadata.json``, a handful
-of sample faces saved losslessly at the model's input size, their golden
-embeddings as LiteRT computes them (an app's own test compares against these),
-and a README that says exactly how to feed the model.
+The export's recommended int8 file (``exporting.recommend``: the better one by the paired test) as
+``model_int8.tflite`` and its fp16 file; ``metadata.json`` with their tensors and their own thresholds
+(renamed to the asset names); sample faces with golden embeddings (``golden.json``); golden cases from
+a raw photo through the kit's detector, the warp and the embedding to the decision at the shipped
+threshold (``alignment.json``); a README that says how to feed the model. The folder is written whole
+(nothing of an older export survives) and holds no absolute path or machine name (``leaks``).
 
 Example:
     >>> write_assets("export/demo", "android_demo_assets", pairs)   # doctest: +SKIP
+    >>> leaks("pairs of /tmp/lfw/heldout"), leaks("pairs of ../data/lfw_demo/heldout")
+    (['/tmp/'], [])
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mfn_tf2.alignment import align_face, template_for, template_points, warp_matrix
+from mfn_tf2 import config as C
+from mfn_tf2.alignment import align_face, template_for, template_points, warp_matrix, write_face
+from mfn_tf2.calibration import METHODS, thresholds_markdown
 from mfn_tf2.embedders import FeatureExtractor
-from mfn_tf2.fileio import write_bytes, write_json, write_text
+from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
 from mfn_tf2.images import read_rgb
 
-MODELS = ("model_int8.tflite", "model_fp16.tflite")
+MODELS = ("model_int8.tflite", "model_fp16.tflite")  # the names an app loads
+TEXT_FILES = ("README.md", "metadata.json", "golden.json", "alignment.json")
+NUM_SAMPLE_PAIRS = 3
+ALIGN_CANVAS, ALIGN_TRIES = 192, 20  # photo size (px); pairs tried until the detector finds both faces
+LANDMARK_ORDER = ("as seen in the image: eye on the image's left, eye on the image's right, nose tip, "
+                  "mouth corner on the image's left, mouth corner on the image's right")
+# Absolute paths (also reached by climbing "../.."), Windows drives, file URLs: tie an asset to one machine.
+_ABSOLUTE = re.compile(r"(?<!\w)/(?:work|tmp|home|root|Users|mnt|var|opt|private)/|\b[A-Za-z]:\\|file:/")
 
 
 class AssetsError(ValueError):
-    """An export folder without a model an app can ship."""
-NUM_SAMPLE_PAIRS = 3
-ALIGN_CASES, ALIGN_CANVAS = 2, 192
+    """An export folder an app cannot be given (no model, no thresholds)."""
+
+
+def leaks(text: str) -> list[str]:
+    """The absolute paths and this machine's name found in ``text`` (empty: portable)."""
+    found = [m.group(0) for m in _ABSOLUTE.finditer(text)]
+    host = socket.gethostname().split(".")[0]
+    if host and host != "localhost" and re.search(rf"(?<![\w-]){re.escape(host)}(?![\w-])", text, re.I):
+        found.append(host)
+    return found
 
 
 def sample_images(pairs, count: int = NUM_SAMPLE_PAIRS) -> list[tuple[str, str, int]]:
@@ -39,65 +62,127 @@ def sample_images(pairs, count: int = NUM_SAMPLE_PAIRS) -> list[tuple[str, str, 
     return chosen
 
 
+def shipped_files(export_dir: str, meta: dict) -> dict[str, str]:
+    """{asset name: export file name}: the export's recommended file as ``model_int8.tflite`` when it
+    is an int8 one, and ``model_fp16.tflite``, those present.
+
+    The recommended file is ``metadata.json`` -> ``threshold`` -> ``file``: the export's one rule
+    (``exporting.recommend``, the better int8 file by the paired test on the same pairs) chose it.
+    """
+    if not meta.get("threshold"):
+        raise AssetsError(f"{export_dir}/metadata.json: no recommended threshold (export again: the kit "
+                          "measures every file's thresholds)")
+    recommended = meta["threshold"]["file"]
+    int8 = recommended if recommended in (C.EXPORT_FILES["int8"], C.EXPORT_FILES["qat_int8"]) else None
+    wanted = {MODELS[0]: int8, MODELS[1]: C.EXPORT_FILES["fp16"]}
+    shipped = {a: f for a, f in wanted.items() if f and os.path.exists(os.path.join(export_dir, f))}
+    if not shipped:
+        raise AssetsError(f"{export_dir}: no int8 or fp16 model to ship (export with --formats int8,fp16)")
+    return shipped
+
+
+def shipped_metadata(meta: dict, shipped: dict[str, str], export_dir: str, assets_dir: str) -> dict:
+    """The export's metadata for the shipped files: their tensors and thresholds under the asset
+    names (``source``: the export file), ``measured_on`` relative to the assets folder, and
+    ``threshold`` = the main file's point at the export's recommended FAR."""
+    asset_of = {f: a for a, f in shipped.items()}
+    rows = [{**t, "file": asset_of[t["file"]], "source": t["file"],
+             "measured_on": _relocate(t["measured_on"], export_dir, assets_dir)}
+            for t in meta.get("thresholds") or [] if t["file"] in asset_of]
+    main, far = next(iter(shipped)), meta["threshold"]["far"]
+    point = next((t for t in rows if t["file"] == main and t["far"] == far), None)
+    if point is None:
+        raise AssetsError(f"{export_dir}/metadata.json: no threshold of {shipped[main]} at FAR {far:g} "
+                          "(export again: the kit measures one for every file)")
+    files = {a: {**meta["files"][f], "source": f} for a, f in shipped.items()}
+    return {**meta, "threshold": point, "thresholds": rows, "choice": meta["threshold"].get("why", ""),
+            "files": files}
+
+
+def _relocate(path: str, export_dir: str, assets_dir: str) -> str:
+    """A folder named relative to the export folder, named relative to the assets folder when the two
+    share a parent below the top level; else by its last two names (a path climbing to the root
+    would name the machine's folders)."""
+    folder = os.path.abspath(os.path.join(export_dir, path))
+    if os.path.commonpath([folder, os.path.abspath(assets_dir)]).count(os.sep) >= 2:
+        return os.path.relpath(folder, assets_dir).replace(os.sep, "/")
+    return "/".join(folder.split(os.sep)[-2:])
+
+
 def write_assets(export_dir: str, assets_dir: str, pairs, log=print) -> dict:
-    """Fills ``assets_dir`` from ``export_dir``; returns the golden record written.
+    """Fills ``assets_dir`` (replaced whole) from ``export_dir``; returns the golden record written.
 
     Args:
-        export_dir: a folder written by ``mfn_tf2.export`` (with the int8 and fp16 models).
-        assets_dir: the assets folder (created; existing files are replaced atomically).
-        pairs: the verification PairSet; sample faces come from its first pairs.
+        export_dir: a folder written by ``mfn_tf2.export`` (metadata.json, report.json, the models).
+        assets_dir: the assets folder.
+        pairs: the verification PairSet; sample faces and golden photos come from its pairs.
 
     Raises:
-        AssetsError: the export folder holds neither model.
+        AssetsError: no model to ship, no thresholds, no photo the detector finds a face in,
+            or an absolute path or this machine's name in a text file.
     """
-    with open(os.path.join(export_dir, "metadata.json")) as f:
-        meta = json.load(f)
-    models = [m for m in MODELS if os.path.exists(os.path.join(export_dir, m))]
-    if not models:
-        raise AssetsError(f"{export_dir}: no {' or '.join(MODELS)} to ship (export with --formats int8,fp16)")
-    for name in models:
-        with open(os.path.join(export_dir, name), "rb") as f:
-            write_bytes(os.path.join(assets_dir, name), f.read())
-    meta["files"] = {k: v for k, v in meta["files"].items() if k in models}
-    write_json(os.path.join(assets_dir, "metadata.json"), meta)
+    meta, report = (json.loads(Path(export_dir, name).read_text()) for name in ("metadata.json", "report.json"))
+    shipped = shipped_files(export_dir, meta)
+    with atomic_directory(assets_dir) as tmp:
+        os.chmod(tmp, 0o755)
+        meta = shipped_metadata(meta, shipped, export_dir, assets_dir)
+        for asset, source in shipped.items():
+            write_bytes(os.path.join(tmp, asset), Path(export_dir, source).read_bytes())
+        write_json(os.path.join(tmp, "metadata.json"), meta)
+        thresholds = {t["file"]: t["cosine"] for t in meta["thresholds"] if t["far"] == meta["threshold"]["far"]}
+        golden = write_golden(tmp, pairs, list(shipped), thresholds, meta["preprocessing"]["input_size"])
+        write_alignment(tmp, pairs, list(shipped), thresholds, meta["preprocessing"]["input_size"])
+        write_text(os.path.join(tmp, "README.md"), readme(meta, report))
+        found = {name: leaks(Path(tmp, name).read_text()) for name in TEXT_FILES}
+        if any(found.values()):
+            raise AssetsError(f"{assets_dir}: machine-specific text in the assets: {found}")
+    log(f"android assets: {', '.join(f'{a} (= {s})' for a, s in shipped.items())}, threshold "
+        f"{meta['threshold']['cosine']:.4f} at FAR {meta['threshold']['far']:g} -> {assets_dir}")
+    return golden
 
-    h, w = meta["preprocessing"]["input_size"]
-    samples, pair_rows = {}, []
+
+def _source(path: str) -> str:
+    """"person/image.jpg": where a face came from, without the machine's folders."""
+    return "/".join(os.path.normpath(path).split(os.sep)[-2:])
+
+
+def _decision(emb: dict, a: int, b: int, thresholds: dict) -> dict:
+    """Cosine of rows a and b per model, and whether it reaches that model's threshold."""
+    cosine = {m: round(float(e[a] @ e[b]), 5) for m, e in emb.items()}
+    return {"cosine": cosine, "same_person_at_threshold": {m: bool(c >= thresholds[m]) for m, c in cosine.items()}}
+
+
+def write_golden(assets_dir: str, pairs, models: list[str], thresholds: dict, size) -> dict:
+    """``golden.json`` + ``samples/face_*.png``: model-sized faces (PNG, lossless: an app reads exactly
+    the pixels the goldens came from), their LiteRT embeddings, pair cosines and the decision at each
+    model's threshold."""
+    h, w = size
+    samples, rows = {}, []
     for a, b, label in sample_images(pairs):
         for path in (a, b):
             if path not in samples:
-                name = f"face_{len(samples)}.png"
+                name = f"samples/face_{len(samples)}.png"
                 pixels = cv2.resize(read_rgb(path), (w, h), interpolation=cv2.INTER_AREA)
-                # PNG is lossless: the app reads exactly the pixels the golden vectors came from.
-                write_bytes(os.path.join(assets_dir, "samples", name),
-                            cv2.imencode(".png", pixels[..., ::-1])[1].tobytes())
-                samples[path] = {"file": f"samples/{name}", "pixels": pixels,
-                                 "source": "/".join(os.path.normpath(path).split(os.sep)[-2:])}
-        pair_rows.append((samples[a]["file"], samples[b]["file"], label))
-    golden = {"samples": [{"file": s["file"], "source": s["source"], "embeddings": {}} for s in samples.values()],
-              "pairs": [], "tolerance": {"cosine_min": 0.999}}
+                write_face(os.path.join(assets_dir, name), pixels)
+                samples[path] = {"file": name, "pixels": pixels, "source": _source(path)}
+        rows.append((list(samples).index(a), list(samples).index(b), label))
     batch = np.stack([s["pixels"] for s in samples.values()])
-    embeddings = {}
-    for name in models:
-        emb = FeatureExtractor(os.path.join(assets_dir, name), batch_size=1).infer(batch)
-        embeddings[name] = emb
-        for row, vec in zip(golden["samples"], emb):
-            row["embeddings"][name] = [round(float(v), 6) for v in vec]
-    index = {s["file"]: i for i, s in enumerate(golden["samples"])}
-    for fa, fb, label in pair_rows:
-        golden["pairs"].append({"a": fa, "b": fb, "same_person": bool(label),
-                                "cosine": {m: round(float(embeddings[m][index[fa]] @ embeddings[m][index[fb]]), 5)
-                                           for m in models}})
+    emb = {m: FeatureExtractor(os.path.join(assets_dir, m), batch_size=1).infer(batch) for m in models}
+    files = [s["file"] for s in samples.values()]
+    golden = {"samples": [{"file": s["file"], "source": s["source"],
+                           "embeddings": {m: [round(float(v), 6) for v in emb[m][k]] for m in models}}
+                          for k, s in enumerate(samples.values())],
+              "threshold": thresholds,
+              "pairs": [{"a": files[i], "b": files[j], "same_person": bool(label), **_decision(emb, i, j, thresholds)}
+                        for i, j, label in rows],
+              "tolerance": {"cosine_min": 0.999, "pair_cosine_abs": 0.005}}
     write_json(os.path.join(assets_dir, "golden.json"), golden)
-    write_alignment(assets_dir, list(samples)[:ALIGN_CASES], models, (h, w))
-    write_text(os.path.join(assets_dir, "README.md"), readme(meta, models))
-    log(f"android assets: {', '.join(models)} + {len(samples)} sample faces -> {assets_dir}")
     return golden
 
 
 def _photo(face: np.ndarray, seed: int, template: str):
     """A 'photo' of an aligned face: turned, scaled and shifted by a seeded similarity onto a
-    canvas; returns (photo uint8, its 5 landmarks) (the template's points, moved the same way)."""
+    canvas; returns (photo uint8, its 5 true landmarks: the template's points moved the same way)."""
     rng = np.random.default_rng(seed)
     angle, scale = rng.uniform(-0.4, 0.4), rng.uniform(1.2, 1.8)
     turn = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -107,87 +192,159 @@ def _photo(face: np.ndarray, seed: int, template: str):
     return photo, template_points(template, face.shape[:2])[0] @ turn.T + shift
 
 
-def write_alignment(assets_dir: str, sources: list[str], models: list[str], size) -> dict:
-    """``alignment.json``: the template at the model's size and golden cases
-    photo -> landmarks -> matrix -> aligned face -> embedding, so an app can check its own warp.
+def _detected_pair(pairs, label: int, seed: int, template: str):
+    """The first pair of ``label`` whose two photos the kit's detector finds a face in:
+    [(source, photo, detected (5, 2), true (5, 2))] * 2, or None."""
+    from mfn_tf2.detection import detect_faces
+    rows = [k for k, y in enumerate(pairs.labels) if y == label][:ALIGN_TRIES]
+    for k in rows:
+        found = []
+        for n, path in enumerate((pairs.paths1[k], pairs.paths2[k])):
+            photo, truth = _photo(read_rgb(path), seed + 2 * k + n, template)
+            faces = detect_faces(photo)
+            if not faces:
+                break
+            found.append((_source(path), photo, np.asarray(faces[0].landmarks, np.float64), truth))
+        if len(found) == 2:
+            return found
+    return None
+
+
+def write_alignment(assets_dir: str, pairs, models: list[str], thresholds: dict, size) -> dict:
+    """``alignment.json``: golden cases raw photo -> detected landmarks -> matrix -> aligned face ->
+    embedding, and the cosine of a same-person and a different-person pair of them -> decision.
 
     Args:
         assets_dir: the assets folder holding ``models``.
-        sources: face image files (aligned crops); each becomes one seeded 'photo'.
+        pairs: the verification PairSet (the photos are made from its faces).
         models: model file names in ``assets_dir``.
+        thresholds: {model: cosine threshold} the decisions are taken at.
         size: the models' input (height, width).
     """
     template = template_for(size)
     points, _ = template_points(template, size)
-    cases = []
-    for k, source in enumerate(sources):
-        photo, landmarks = _photo(read_rgb(source), k, template)
-        matrix = warp_matrix(landmarks, template, size)
-        aligned = align_face(photo, landmarks, template, size)
-        files = {"photo": f"samples/photo_{k}.png", "aligned": f"samples/aligned_{k}.png"}
-        for key, pixels in (("photo", photo), ("aligned", aligned)):
-            write_bytes(os.path.join(assets_dir, files[key]), cv2.imencode(".png", pixels[..., ::-1])[1].tobytes())
-        embeddings = {m: [round(float(v), 6) for v in FeatureExtractor(os.path.join(assets_dir, m), batch_size=1)
-                          .infer(aligned)[0]] for m in models}
-        cases.append({**files, "landmarks": np.round(landmarks, 6).tolist(),
-                      "matrix": np.round(matrix, 8).tolist(), "embeddings": embeddings})
+    cases, decisions = [], []
+    for label in (1, 0):
+        found = _detected_pair(pairs, label, 100 * len(cases), template)
+        if found is None:
+            raise AssetsError(f"the detector found no face in the photos of the first {ALIGN_TRIES} "
+                              f"{'same' if label else 'different'}-person pairs")
+        for source, photo, detected, truth in found:
+            k, detected = len(cases), np.round(detected, 4)  # the goldens follow from the stored landmarks
+            matrix = warp_matrix(detected, template, size)
+            aligned = align_face(photo, detected, template, size)
+            files = {"photo": f"samples/photo_{k}.png", "aligned": f"samples/aligned_{k}.png"}
+            write_face(os.path.join(assets_dir, files["photo"]), photo)
+            write_face(os.path.join(assets_dir, files["aligned"]), aligned)
+            cases.append({**files, "source": source, "landmarks": detected.tolist(),
+                          "landmarks_true": np.round(truth, 4).tolist(),
+                          "detector_error_px": round(float(np.linalg.norm(detected - truth, axis=1).max()), 2),
+                          "matrix": np.round(matrix, 8).tolist(), "aligned_pixels": aligned})
+        decisions.append((len(cases) - 2, len(cases) - 1, label))
+    batch = np.stack([c.pop("aligned_pixels") for c in cases])
+    emb = {m: FeatureExtractor(os.path.join(assets_dir, m), batch_size=1).infer(batch) for m in models}
+    for k, case in enumerate(cases):
+        case["embeddings"] = {m: [round(float(v), 6) for v in emb[m][k]] for m in models}
     record = {"template": template, "size": list(size), "points": np.round(points, 6).tolist(),
+              "landmark_order": LANDMARK_ORDER,
+              "detector": "mfn_tf2.detection.detect_faces (MTCNN), largest face",
               "warp": "M = least-squares similarity (Umeyama) taking the 5 landmarks onto points; "
                       "aligned = warpAffine(photo, M, (width, height)), bilinear, black outside",
-              "cases": cases, "tolerance": {"matrix_abs": 1e-4, "pixel_abs": 2, "cosine_min": 0.99}}
+              "cases": cases, "threshold": thresholds,
+              "pairs": [{"a": a, "b": b, "same_person": bool(label), **_decision(emb, a, b, thresholds)}
+                        for a, b, label in decisions],
+              "tolerance": {"matrix_abs": 1e-4, "pixel_abs": 2, "cosine_min": 0.99, "pair_cosine_abs": 0.02}}
     write_json(os.path.join(assets_dir, "alignment.json"), record)
     return record
 
 
-def readme(meta: dict, models: list[str]) -> str:
-    """How to feed the models, written from the metadata so the numbers are exact."""
+def readme(meta: dict, report: dict) -> str:
+    """How to feed the models and where the thresholds come from, every number from the export's files."""
     pre, thr = meta["preprocessing"], meta["threshold"]
+    # {export file: its paired test against the float model}
+    paired = {report["files"].get(m["format"]): m["paired"] for m in report.get("models", []) if m.get("paired")}
     lines = ["# android_demo_assets", "",
              "Face embedding models exported by mfn_tf2 (MobileFaceNet + ArcFace), ready for "
-             "`app/src/main/assets/`. Generated by `python -m mfn_tf2.export ... --android_assets`; "
-             "do not edit by hand.", "", "## Feeding the model", "",
-             f"1. Crop the aligned face and resize it to {pre['input_size'][1]}x{pre['input_size'][0]} pixels "
-             "(width x height).",
+             "`app/src/main/assets/`. Written whole from one export folder by `make demo` "
+             "(`python -m mfn_tf2.demo --android_assets`) or `python -m mfn_tf2.export ... --android_assets`; "
+             "do not edit by hand.", "", "## Which file, which threshold", "",
+             *[f"- `{a}` is the export's `{f['source']}`"
+               + (f": against the float model {paired[f['source']]['text']}." if f["source"] in paired else ".")
+               for a, f in meta["files"].items()],
+             "", "The export ships QAT int8 unless post-training int8 is distinguishably better on the same "
+             f"pairs (exact McNemar test). Here: {meta['choice']}.", "",
+             f"**Recommended operating point:** `{thr['file']}`, same person when cosine >= **{thr['cosine']:.4f}**: "
+             f"the threshold at a false accept rate of {thr['far']:g}, measured on {thr['impostor_pairs']:,} impostor "
+             f"and {thr['genuine_pairs']:,} genuine pairs of `{thr['measured_on']}`"
+             f"{' (relative to this folder)' if thr['measured_on'].startswith('../') else ''}. "
+             f"Measured FAR {100 * thr['far_measured']:.4f} % ({thr['false_accepts']:,} false accepts; "
+             f"{100 * thr['far_ci95'][0]:.4f} to {100 * thr['far_ci95'][1]:.4f} %: {METHODS['far_interval']}), "
+             f"TAR {100 * thr['tar']:.2f} % ({100 * thr['tar_ci95'][0]:.2f} to {100 * thr['tar_ci95'][1]:.2f} %: "
+             f"{METHODS['tar_interval']}). `metadata.json` -> `threshold`. "
+             "Every file has its own thresholds (`thresholds`, all below): a threshold belongs to the file it "
+             "was measured with.", "", *thresholds_markdown(meta["thresholds"]), "",
+             "## Feeding the model", "",
+             f"1. Align the face (below) into a {pre['input_size'][1]}x{pre['input_size'][0]} bitmap (width x height).",
              "2. Lay the pixels out as NHWC, batch 1, channels in **RGB** order "
              "(Android `Bitmap.getPixels` gives ARGB ints: take R, G, B).",
              f"3. Normalise each channel value p (0..255): x = (p - {pre['mean']}) / {pre['std']}.", ""]
-    for name in models:
-        io_ = meta["files"][name]
+    for name, io_ in meta["files"].items():
         q_in, q_out = io_["input"]["quantization"], io_["output"]["quantization"]
         feed = (f"int8: q = clamp(Math.round(x / {q_in['scale']:.8g}) {_signed(q_in['zero_point'])}, -128, 127) "
-                "(round half up)"
-                if q_in else f"{io_['input']['dtype']}: x as is")
+                "(round half up)" if q_in else f"{io_['input']['dtype']}: x as is")
         read = (f"int8: e = (q {_signed(-q_out['zero_point'])}) * {q_out['scale']:.8g}" if q_out
                 else f"{io_['output']['dtype']}: as is")
         lines += [f"### `{name}`", "", f"- input `{io_['input']['name']}` shape {io_['input']['shape']}, {feed}",
                   f"- output `{io_['output']['name']}` shape {io_['output']['shape']}, {read}", ""]
     lines += ["## Comparing faces", "",
-              "L2-normalise each embedding e (e / |e|); the cosine similarity of two faces is the dot "
-              f"product of their normalised embeddings. Same person when cosine >= **{thr['cosine']:.4f}**: "
-              f"the threshold at a false accept rate of {thr['far']} measured on `{os.path.basename(thr['pairs'])}` "
-              "with the float model (`metadata.json` -> `threshold`).", "",
+              "L2-normalise each embedding e (e / |e|); the cosine similarity of two faces is the dot product "
+              "of their normalised embeddings; same person when it reaches the file's threshold (above).", "",
               "## Testing your integration", "",
               "`samples/face_*.png` are model-sized RGB faces; `golden.json` holds the normalised embedding "
-              "LiteRT computes for each with each model, and the cosine of a few same/different pairs. Feed "
-              "each PNG as above: your embedding should have cosine >= "
-              "`tolerance.cosine_min` with the golden one (XNNPACK and GPU delegates round slightly differently).",
-              "", "## Aligning a face (5 landmarks)", "",
-              "The model expects faces warped onto the ArcFace 5-point template (`alignment.json` -> `points`, "
-              "already scaled to the input size): left eye, right eye, nose tip, left and right mouth corner, "
-              "(x, y) in pixels, left/right as seen in the image. From a detector's 5 landmarks compute the "
-              "similarity M (rotation, uniform scale, translation) that maps them onto `points` in least squares "
-              "(Umeyama 1991: centre both point sets; SVD of their 2x2 covariance gives the rotation, the "
-              "singular values over the landmarks' variance the scale; no reflection), then warp the photo "
-              "with M into an input-sized bitmap, bilinear, black outside (Android: `Matrix.setValues` with M's "
-              "six numbers + `Canvas.drawBitmap` with a filtering `Paint`).", "",
-              "`alignment.json` -> `cases`: for each `samples/photo_*.png`, the `landmarks`, the `matrix` M "
-              "(your M should agree within `tolerance.matrix_abs`), the `aligned` face the kit made "
-              "(`samples/aligned_*.png`, within `tolerance.pixel_abs` levels) and its `embeddings` "
-              "(cosine >= `tolerance.cosine_min`). From Python: "
-              "`FeatureExtractor(model).infer(photo, landmarks=landmarks)`.", ""]
+              "LiteRT computes for each with each model, and for a few same/different pairs their cosine and "
+              "the decision at each file's threshold. Feed each PNG as above: your embedding should have cosine "
+              ">= `tolerance.cosine_min` with the golden one (XNNPACK and GPU delegates round slightly "
+              "differently), your pair cosines agree within `tolerance.pair_cosine_abs`.", "",
+              *ALIGN_README]
     return "\n".join(lines)
 
 
 def _signed(value: int) -> str:
     """"+ 3" / "- 3": a term of a formula."""
     return f"{'+' if value >= 0 else '-'} {abs(value)}"
+
+
+ALIGN_README = [
+    "## Aligning a face (5 landmarks)", "",
+    "The model expects faces warped onto the ArcFace 5-point template (`alignment.json` -> `points`, scaled to the "
+    f"input size), in this order, {LANDMARK_ORDER}, (x, y) in pixels of the bitmap you warp. Check the order "
+    "whatever the head's roll: with e1, e2 the eyes, c their midpoint and m the mouth corners' midpoint, "
+    "(e2.x - e1.x) * (m.y - c.y) - (e2.y - e1.y) * (m.x - c.x) > 0 (y pointing down); if it is negative, swap the "
+    "eyes and swap the mouth corners. A mirrored bitmap (a front-camera preview) swaps sides: take the points on "
+    "the bitmap you warp.", "",
+    "Where an app gets the five points on the device (an unmirrored image of a face looking at the camera):", "",
+    "- **ML Kit face detection** (`setLandmarkMode(LANDMARK_MODE_ALL)`): its left and right are the subject's "
+    "(`FaceLandmark.LEFT_EYE` is the subject's left eye, on the image's right). Template order: `RIGHT_EYE`, "
+    "`LEFT_EYE`, `NOSE_BASE`, `MOUTH_RIGHT`, `MOUTH_LEFT` (`getPosition()`, pixels, (0, 0) top left). ML Kit "
+    "has no nose tip: `NOSE_BASE` is the midpoint between the nostrils where the nose meets the face, below the "
+    "template's nose tip; the least-squares fit spreads that offset over the five points.",
+    "- **MediaPipe Face Detector** (BlazeFace): six keypoints, normalised to 0..1 (x times the width, y times the "
+    "height): 0 and 1 the eye centres (named right and left eye), 2 the nose tip, 3 the mouth centre, 4 and 5 "
+    "the ear tragions. No mouth corners: fit eyes, nose tip and mouth centre onto the template's eyes, nose and "
+    "the midpoint of its mouth corners (a 4-point fit, not the 5-point one the goldens check); order the eyes "
+    "with the check above.",
+    "- **MediaPipe Face Landmarker** (478 points, normalised to 0..1): 468 (iris centre of the eye whose corners "
+    "are 33 and 133: the image's left; MediaPipe's right eye), 473 (iris centre of the eye of 263 and 362: the "
+    "image's right), 1 (nose tip), 61 (mouth corner on the image's left), 291 (on the image's right).", "",
+    "Then compute the similarity M (rotation, uniform scale, translation) that maps the points onto `points` in "
+    "least squares (Umeyama 1991: centre both point sets; SVD of their 2x2 covariance gives the rotation, the "
+    "singular values over the landmarks' variance the scale; no reflection), and warp the photo with M into an "
+    "input-sized bitmap, bilinear, black outside (Android: `Matrix.setValues` with M's six numbers + "
+    "`Canvas.drawBitmap` with a filtering `Paint`).", "",
+    "`alignment.json` -> `cases`: for each raw `samples/photo_*.png` (a face turned, scaled and shifted onto a "
+    "larger canvas), the `landmarks` the kit's detector found (`detector`) and the true ones (`landmarks_true`), "
+    "the `matrix` M from the detected ones (yours should agree within `tolerance.matrix_abs`), the `aligned` face "
+    "(`samples/aligned_*.png`, within `tolerance.pixel_abs` levels) and its `embeddings` (cosine >= "
+    "`tolerance.cosine_min`). `pairs`: a same-person and a different-person pair of these photos, their cosine "
+    "per model (within `tolerance.pair_cosine_abs`) and the decision at each file's threshold (`threshold`). "
+    "From Python: `FeatureExtractor(model).infer(photo, landmarks=landmarks)`.", ""]
