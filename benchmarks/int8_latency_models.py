@@ -2,7 +2,7 @@
 
     python benchmarks/int8_latency_models.py OUT                   # write 6 files into OUT, time them, print ratios
     python benchmarks/int8_latency_models.py OUT --size 64 --rounds 10 --runs 50 --json lat.json
-    python benchmarks/int8_latency_models.py OUT --write_only      # the files only, e.g. for python -m mfn_tf2.benchmark
+    python benchmarks/int8_latency_models.py OUT --write_only      # the files only (for python -m mfn_tf2.benchmark)
 
 Files (``S`` = ``--size``): ``paperS_{channel,shared}_{fp32,int8}.tflite``, the
 paper network with one PReLU slope per channel (the paper's) and one per layer

@@ -24,8 +24,23 @@ float-only in the delegate too, so max(z, a*z) falls back like PRELU; emitting
 relu(z) and relu(-z) from the conv (weights [W; -W]) and letting the next conv
 absorb [V; -aV] is exact with no elementwise op, but doubles the multiply-adds
 of both convs and cannot pass a depthwise conv, and a depthwise conv with
-depth_multiplier 2 is slow in XNNPACK: it ran 2-3x slower than this form. The
-per-channel MUL is this form's main cost; LEAKY_RELU (shared slopes) has none.
+depth_multiplier 2 is slow in XNNPACK: it ran 2-3x slower than this form.
+
+The per-channel MUL is this form's main cost: on an AMD EPYC (AVX-512 VNNI)
+the 33 PReLUs add about 1.1 ms to a 2.0 ms network, 0.2 ms of it the ADDs,
+while 33 LEAKY_RELUs (shared slopes) add 0.15 ms. XNNPACK's int8 ops with a
+per-channel constant (MUL, a 1x1 depthwise conv, a grouped 1x1 conv) all run
+at about a fifth of the speed of LEAKY_RELU, ADD or a MUL by one scalar, and
+int8 RELU, ABS, MINIMUM, HARD_SWISH and PRELU are not delegated at all, so
+every exact int8 form tried was no faster (paper model, 1 thread, fastest of
+many runs: MUL 3.1 ms, 1x1 depthwise conv instead of the MUL 3.1 ms, the
+depthwise convs run twice instead of their MUL 3.4 ms, every conv run twice
+4.0 ms; LEAKY_RELU, not exact, 2.1 ms). What is faster is leaving the PReLUs
+and the depthwise convs between two pointwise convs in float, the int8
+pointwise convs doing the multiply-adds: DEQUANTIZE, PRELU, DEPTHWISE_CONV_2D,
+PRELU, QUANTIZE, all on XNNPACK, 2.1 ms, exact as far as float goes. That
+graph is ``export_form(model, float_prelu=True)``; the conversion must leave
+PRELU and DEPTHWISE_CONV_2D in float.
 
 Example:
     >>> from mfn_tf2.config import ModelConfig
@@ -156,7 +171,7 @@ def _slopes(layer):
     return alpha.reshape(-1), alpha.size == 1
 
 
-def export_form(model: keras.Model) -> keras.Model:
+def export_form(model: keras.Model, float_prelu: bool = False) -> keras.Model:
     """Rewrites a float backbone into the graph exported to int8 (and trained by QAT).
 
     BatchNorms are folded into their convs and every PReLU becomes LEAKY_RELU
@@ -169,11 +184,17 @@ def export_form(model: keras.Model) -> keras.Model:
         model: a functional float model of Conv2D/DepthwiseConv2D,
             BatchNormalization, PReLU and other built-in layers
             (``backbones.build_backbone``).
+        float_prelu: keep every per-channel PReLU a PReLU layer (BatchNorms
+            are still folded), for a conversion that leaves PRELU and
+            DEPTHWISE_CONV_2D in float between int8 pointwise convs (faster
+            on XNNPACK, see the module docstring). One slope per layer still
+            becomes LEAKY_RELU.
 
     Returns:
         A float functional model with the same input and output, computing
         the same function (to float rounding), made of Conv2D,
-        DepthwiseConv2D (both with bias), ChannelScale, LeakyReLU, Add and
+        DepthwiseConv2D (both with bias), ChannelScale, LeakyReLU, Add (or,
+        with ``float_prelu``, PReLU in place of ChannelScale and its Add) and
         the model's other layers.
 
     Example:
@@ -186,6 +207,9 @@ def export_form(model: keras.Model) -> keras.Model:
         True
         >>> "LeakyReLU" in {type(layer).__name__ for layer in fast.layers}
         True
+        >>> islands = export_form(build_backbone(ModelConfig(width=0.25, image_size=32)), float_prelu=True)
+        >>> sorted({type(layer).__name__ for layer in islands.layers})
+        ['Add', 'Conv2D', 'DepthwiseConv2D', 'Flatten', 'InputLayer', 'PReLU']
     """
     consumers = {}
     for layer in model.layers:
@@ -214,7 +238,7 @@ def export_form(model: keras.Model) -> keras.Model:
         elif isinstance(layer, keras.layers.PReLU) and _slopes(layer)[1]:
             slope = float(_slopes(layer)[0][0])
             values[out] = _Scaled(keras.layers.LeakyReLU(alpha=slope, name=layer.name)(_plain(value(inputs))))
-        elif isinstance(layer, keras.layers.PReLU) and foldable(inputs) \
+        elif isinstance(layer, keras.layers.PReLU) and foldable(inputs) and not float_prelu \
                 and layer.get_config()["shared_axes"] == [1, 2]:
             values[id(inputs)].alpha, values[id(inputs)].prelu_name = _slopes(layer)[0], layer.name
             values[out] = values[id(inputs)]

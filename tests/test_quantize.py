@@ -36,6 +36,21 @@ def test_export_form_computes_the_prelu_backbone(backbone, slopes):
         np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())
 
 
+def test_float_prelu_form_keeps_the_slopes_and_computes_the_prelu_backbone(backbone):
+    spread_slopes(backbone, (-0.5, 0.3, 1.7, 3.0))
+    islands = export_form(backbone, float_prelu=True)
+    kinds = {type(layer).__name__ for layer in islands.layers}
+    assert "PReLU" in kinds and not kinds & {"BatchNormalization", "ChannelScale", "LeakyReLU"}
+    slopes = {layer.name: layer.get_weights()[0] for layer in backbone.layers if isinstance(layer, keras.layers.PReLU)}
+    kept = {layer.name: layer.get_weights()[0] for layer in islands.layers if isinstance(layer, keras.layers.PReLU)}
+    assert kept.keys() == slopes.keys()
+    for name, alpha in slopes.items():
+        np.testing.assert_array_equal(kept[name], alpha)
+    x = np.random.default_rng(2).normal(0, 1.5, (6, SIZE, SIZE, 3)).astype(np.float32)
+    want = backbone(x, training=False).numpy()
+    np.testing.assert_allclose(islands(x).numpy(), want, atol=1e-4 * np.abs(want).max())
+
+
 @pytest.mark.slow
 def test_int8_export_form_runs_entirely_in_xnnpack_and_keeps_the_embedding(backbone, demo_data):
     spread_slopes(backbone, (-0.3, 0.1, 0.25, 0.7, 1.4))
