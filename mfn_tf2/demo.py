@@ -1,8 +1,8 @@
 """The whole kit in one command, on the bundled real faces (a subset of LFW).
 
-    make demo                                   # = python -m mfn_tf2.demo, after the install
+    make demo                                   # = python -m mfn_tf2.demo --android_assets, after the install
     python -m mfn_tf2.demo --out demo_out       # train, verify, export, benchmark, report
-    python -m mfn_tf2.demo --android_assets     # also refresh android_demo_assets/
+    python -m mfn_tf2.demo --android_assets     # and refresh android_demo_assets/ from this run
     python -m mfn_tf2.demo --data faces/ --heldout lfw/ --pairs lfw/pairs.txt   # your own folders
 
 Steps: train MobileFaceNet + ArcFace with the CPU recipe (``--recipe cpu_demo`` of
@@ -10,8 +10,10 @@ Steps: train MobileFaceNet + ArcFace with the CPU recipe (``--recipe cpu_demo`` 
 export SavedModel + TFLite fp32 / fp16 / dynamic / int8 PTQ / int8 QAT and verify
 every exported model on the same pairs, export int8 PTQ and QAT again with
 per-tensor weight scales (what some accelerators and NNAPI drivers take),
-benchmark them on LiteRT, and write ``demo_out/report.md``. A second run reuses
-the steps that are finished.
+benchmark them on LiteRT, and write ``demo_out/report.md``. With
+``--android_assets`` the app's assets are written from this run's export (``make
+demo`` refreshes ``android_demo_assets/``). A second run reuses the steps that
+are finished.
 """
 from __future__ import annotations
 
@@ -77,10 +79,15 @@ def main(argv=None) -> None:
         train_cfg = C.replace(recipe.train, save_model_directory=weights,
                               **({"epochs": ns.epochs} if ns.epochs else {}))
         eval_cfg = C.EvalConfig(pairs_filename=ns.pairs, data_directory=ns.heldout, far_target=(1e-3, 1e-2))
-        exp_cfg = C.ExportConfig(out=export_dir, representative_dir=ns.data, qat_epochs=ns.qat_epochs,
-                                 android_assets=ns.android_assets)
+        exp_cfg = C.ExportConfig(out=export_dir, representative_dir=ns.data, qat_epochs=ns.qat_epochs)
     except ValueError as err:
         parser.error(str(err))
+    from mfn_tf2 import cli
+    from mfn_tf2.calibration import list_faces
+    try:  # every pair of the held-out faces measures the thresholds: a folder too small fails before training
+        list_faces(ns.heldout, C.FAR_TARGETS, "--heldout")
+    except ValueError as err:  # DataError, CalibrationError
+        cli.fail(str(err))
     os.makedirs(ns.out, exist_ok=True)
     with OutputLock(ns.out):
         trained = os.path.exists(os.path.join(weights, "embedding_model", "saved_model.pb"))
@@ -100,22 +107,22 @@ def main(argv=None) -> None:
         report_json = os.path.join(export_dir, "report.json")
         exported = os.path.exists(report_json) and os.path.getmtime(report_json) > os.path.getmtime(
             os.path.join(weights, "embedding_model", "saved_model.pb"))
-        step("export + verify every format", exported and not ns.android_assets,
-             lambda: _export(weights, exp_cfg, eval_cfg, data_cfg))
+        step("export + verify every format", exported, lambda: _export(weights, exp_cfg, eval_cfg, data_cfg))
+        if ns.android_assets:  # from this run's export: the files the report below describes
+            step("android assets", False, lambda: _assets(export_dir, ns.android_assets, pairs))
         per_tensor = C.replace(exp_cfg, out=export_dir + "_per_tensor", formats=("fp32", "int8", "qat_int8"),
-                               per_tensor=True, android_assets=None,
-                               max_accuracy_drop=100.0, min_cosine=-1.0)  # compared in the report, not gated
+                               per_tensor=True, max_accuracy_drop=100.0, min_cosine=-1.0)  # compared, not gated
         per_tensor_json = os.path.join(per_tensor.out, "report.json")
-        step("export + verify int8 with per-tensor weight scales",
-             exported and os.path.exists(per_tensor_json) and not ns.android_assets,
+        step("export + verify int8 with per-tensor weight scales", exported and os.path.exists(per_tensor_json),
              lambda: _export(weights, per_tensor, eval_cfg, data_cfg))
         with open(report_json) as f:
             exp_report = json.load(f)
         with open(per_tensor_json) as f:
-            exp_report["int8"] += json.load(f)["int8"]
+            per_tensor_report = json.load(f)
         bench = step("benchmark (LiteRT, XNNPACK)", False, lambda: _benchmark(export_dir, exp_report))
         write_text(os.path.join(ns.out, "report.md"),
-                   demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export_dir))
+                   demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export_dir,
+                                 per_tensor_report))
     print(f"report: {os.path.join(ns.out, 'report.md')}")
 
 
@@ -124,6 +131,17 @@ def _export(weights, exp_cfg, eval_cfg, data_cfg):
     report = exporting.run(weights, exp_cfg, eval_cfg, data_cfg)
     verdict = "all formats within parity bounds" if report["ok"] else "PARITY FAILURE, see report"
     return report, f"{len(report['files'])} files, {verdict}"
+
+
+def _assets(export_dir: str, folder: str, pairs):
+    from mfn_tf2 import cli
+    from mfn_tf2.android import AssetsError, write_assets
+    said = []
+    try:
+        write_assets(export_dir, folder, pairs, log=said.append)
+    except AssetsError as err:
+        cli.fail(f"--android_assets {folder}: {err}")
+    return None, said[-1].removeprefix("android assets: ")
 
 
 def _benchmark(export_dir: str, exp_report: dict):

@@ -253,8 +253,15 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export_dir) -> str:
-    """demo_out/report.md: what was trained, how well every model verifies, how fast it runs."""
+def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export_dir,
+                  per_tensor_report: dict | None = None) -> str:
+    """demo_out/report.md: what was trained, how well every model verifies, how fast it runs, what ships.
+
+    ``exp_report`` / ``per_tensor_report``: the report.json of the export and of the per-tensor
+    export; the thresholds and the recommended operating point come from ``export_dir``'s metadata.json.
+    """
+    import json
+    from mfn_tf2.calibration import thresholds_markdown
     machine = machine_info()
     lines = ["# mfn_tf2 demo report", "",
              f"Machine: {machine_line(machine)}; TensorFlow "
@@ -277,7 +284,23 @@ def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export
               "Per-tensor weight scales (one per conv, `--per_tensor true`) are what some accelerators and "
               "NNAPI/DSP drivers take; depthwise convs are where they can cost accuracy, and QAT trains against "
               "them. The table says what each cost this model.", "",
-              *int8_markdown(exp_report["int8"])[2:]]
+              *int8_markdown(exp_report["int8"] + (per_tensor_report or {}).get("int8", []))[2:],
+              "Each int8 file against the float model on the same pairs (each pair right or wrong at the "
+              "threshold of the other folds; exact McNemar test on the pairs they decide differently):", ""]
+    for scales, rep in (("per-channel", exp_report), ("per-tensor", per_tensor_report)):
+        lines += [f"- `{C.EXPORT_FILES[m['format']]}` ({scales}): {m['paired']['text']}"
+                  for m in (rep or {}).get("models", []) if m["format"] in ("int8", "qat_int8") and m.get("paired")]
+    with open(os.path.join(export_dir, "metadata.json")) as f:
+        meta = json.load(f)
+    thr = meta["threshold"]
+    own = [t for t in meta["thresholds"] if t["file"] == thr["file"]]
+    lines += ["", "## What ships: the recommended operating point", "",
+              f"`{thr['file']}` (`--android_assets` ships it as the app's model; why this file: {thr['why']}): "
+              f"same person when cosine >= **{thr['cosine']:.4f}**, the threshold at FAR "
+              f"{thr['far']:g}, TAR {100 * thr['tar']:.2f} %, measured on all {own[0]['impostor_pairs']:,} "
+              f"different-person and {own[0]['genuine_pairs']:,} same-person pairs of `{thr['measured_on']}` "
+              "(relative to the export folder). Its thresholds:", "",
+              *thresholds_markdown([{k: v for k, v in t.items() if k != "file"} for t in own]), ""]
     if bench:
         lines += ["## Benchmark (LiteRT interpreter, XNNPACK, batch 1)", "",
                   "| format | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | p90 2 threads (ms) | ops not on XNNPACK |",

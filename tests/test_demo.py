@@ -1,13 +1,14 @@
-"""A shortened `python -m mfn_tf2.demo` (tiny model, one epoch): every step, model file and report part."""
+"""A shortened `python -m mfn_tf2.demo` (tiny model, one epoch): every step, model file and report part,
+and the Android assets written from that same run's export."""
 import json
+import re
 
 import pytest
 
 from conftest import make_face_tree, run_cli, write_plain_pairs
 
-pytestmark = pytest.mark.slow  # trains, exports and benchmarks
 
-
+@pytest.mark.slow  # trains, exports and benchmarks
 def test_short_demo_produces_report_pngs_and_every_model(tmp_path):
     faces = make_face_tree(tmp_path / "faces", n_ids=24, n_imgs=4)
     pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 48)  # 11 verifications: not the 1,200 bundled pairs
@@ -27,8 +28,39 @@ def test_short_demo_produces_report_pngs_and_every_model(tmp_path):
     for fmt in ("fp32", "fp16", "dynamic", "int8", "qat_int8", "saved_model"):
         assert f"| {fmt} |" in report, fmt
     assert "export/roc.png" in report and "## Benchmark" in report and "with flip" in proc.stdout
-    golden = json.loads((tmp_path / "assets" / "golden.json").read_text())
-    assert len(golden["samples"]) >= 6
+    # each int8 file (per-channel and per-tensor) against float with its paired test
+    for name in ("model_int8.tflite", "model_qat_int8.tflite"):
+        for scales in ("per-channel", "per-tensor"):
+            assert re.search(rf"`{name}` \({scales}\): [+-]\d+\.\d\d points? \(\d+ pairs gained, \d+ lost; "
+                             r"exact McNemar p = \S+: (not )?distinguishable from chance\)", report), (name, scales)
+    meta = json.loads((export / "metadata.json").read_text())
+    thr = meta["threshold"]
+    assert "## What ships" in report and f"cosine >= **{thr['cosine']:.4f}**" in report and thr["why"] in report
+    # the assets come from this run's export: its recommended int8 file, byte for byte, and its thresholds
+    assets = tmp_path / "assets"
+    assert "[done] android assets" in proc.stdout
+    shipped = json.loads((assets / "metadata.json").read_text())
+    assert shipped["files"]["model_int8.tflite"]["source"] == thr["file"]
+    assert (assets / "model_int8.tflite").read_bytes() == (export / thr["file"]).read_bytes()
+    assert (assets / "model_fp16.tflite").read_bytes() == (export / "model_fp16.tflite").read_bytes()
+    assert shipped["threshold"]["cosine"] == thr["cosine"] and shipped["threshold"]["source"] == thr["file"]
+    golden = json.loads((assets / "golden.json").read_text())
+    assert len(golden["samples"]) >= 6 and golden["threshold"]["model_int8.tflite"] == thr["cosine"]
+    from mfn_tf2.android import leaks
+    found = {p.name: leaks(p.read_text()) for p in assets.rglob("*") if p.suffix in (".md", ".json")}
+    assert len(found) == 4 and not any(found.values()), found
     again = run_cli(*args[:-2])  # a second run reuses the finished steps
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[skip] train" in again.stdout and "[skip] export" in again.stdout
+
+
+def test_heldout_folder_too_small_for_thresholds_fails_before_training(tmp_path):
+    faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)  # 375 different-person pairs
+    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
+    out = tmp_path / "demo_out"
+    proc = run_cli("demo", "--data", faces, "--heldout", faces, "--pairs", pairs, "--out", out)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --heldout {faces}: 30 images give 375 different-person pairs, too few to measure FAR 0.01 "
+        "(it needs 1000); add images or identities")
+    assert not (out / "weights").exists()
