@@ -26,21 +26,23 @@ absorb [V; -aV] is exact with no elementwise op, but doubles the multiply-adds
 of both convs and cannot pass a depthwise conv, and a depthwise conv with
 depth_multiplier 2 is slow in XNNPACK: it ran 2-3x slower than this form.
 
-The per-channel MUL is this form's main cost: on an AMD EPYC (AVX-512 VNNI)
-the 33 PReLUs add about 1.1 ms to a 2.0 ms network, 0.2 ms of it the ADDs,
-while 33 LEAKY_RELUs (shared slopes) add 0.15 ms. XNNPACK's int8 ops with a
-per-channel constant (MUL, a 1x1 depthwise conv, a grouped 1x1 conv) all run
-at about a fifth of the speed of LEAKY_RELU, ADD or a MUL by one scalar, and
-int8 RELU, ABS, MINIMUM, HARD_SWISH and PRELU are not delegated at all, so
-every exact int8 form tried was no faster (paper model, 1 thread, fastest of
-many runs: MUL 3.1 ms, 1x1 depthwise conv instead of the MUL 3.1 ms, the
-depthwise convs run twice instead of their MUL 3.4 ms, every conv run twice
-4.0 ms; LEAKY_RELU, not exact, 2.1 ms). What is faster is leaving the PReLUs
-and the depthwise convs between two pointwise convs in float, the int8
-pointwise convs doing the multiply-adds: DEQUANTIZE, PRELU, DEPTHWISE_CONV_2D,
-PRELU, QUANTIZE, all on XNNPACK, 2.1 ms, exact as far as float goes. That
-graph is ``export_form(model, float_prelu=True)``; the conversion must leave
-PRELU and DEPTHWISE_CONV_2D in float.
+The per-channel MUL is this form's main cost. One run on an AMD EPYC (AVX-512
+VNNI, 2 cores, loaded; paper model, 1 thread, fastest of 400 invocations
+each; fp32 4.7 ms): the int8 convs alone (ReLU fused, not MobileFaceNet's
+function) 1.9 ms, LEAKY_RELU (one slope per layer) 2.1, this form 3.0, about
+0.2 ms of its extra 1.1 the ADDs. XNNPACK runs int8 ops with a per-channel
+constant (MUL, a 1x1 depthwise conv, a grouped 1x1 conv) at about a fifth of
+the speed of LEAKY_RELU, ADD or a MUL by one scalar, and leaves int8 RELU,
+ABS, MINIMUM, HARD_SWISH and PRELU to the reference kernels, so no exact int8
+form tried was faster: a 1x1 depthwise conv for the MUL 3.1 ms, the MUL's
+constant tiled to the full tensor 3.1, each depthwise conv run twice (linear,
+and scaled with fused ReLU) instead of its MUL 3.4, every conv run twice 3.9.
+Faster is leaving the PReLUs and the depthwise convs between two pointwise
+convs in float while the int8 pointwise convs do the multiply-adds
+(DEQUANTIZE, PRELU, DEPTHWISE_CONV_2D, PRELU, QUANTIZE, all on XNNPACK):
+2.2 ms, exact as far as float goes (PRELU alone in float: 2.4). That graph
+is ``export_form(model, float_prelu=True)``, converted with PRELU and
+DEPTHWISE_CONV_2D left in float.
 
 Example:
     >>> from mfn_tf2.config import ModelConfig
