@@ -1,7 +1,9 @@
 """TFLite conversion, and which ops LiteRT's XNNPACK delegate really runs.
 
 ``convert`` turns a Keras model that takes normalised float images into
-.tflite bytes of one kind (fp32, fp16 weights, dynamic range, full int8).
+.tflite bytes of one kind (fp32, fp16 weights, dynamic range, full int8, or
+int8 with the PReLUs and depthwise convs left float between int8 pointwise
+convs: "int8_islands").
 ``op_report`` loads a .tflite file in LiteRT with its default XNNPACK delegate
 and tells, op by op, whether the delegate took it: after delegation the
 interpreter's node list holds the original nodes plus one DELEGATE node per
@@ -21,6 +23,10 @@ import numpy as np
 
 from mfn_tf2.backend import tf
 from mfn_tf2.models import open_interpreter
+
+# After backend (Keras 2 chosen before TensorFlow loads): the converter's own quantizer,
+# which "int8_islands" calls on a calibrated model with the island ops denylisted.
+from tensorflow.lite.python import convert as tflite_convert  # noqa: E402
 
 
 class ConversionError(ValueError):
@@ -73,9 +79,14 @@ KINDS = {
     "dynamic": _dynamic,
     "int8": _calibrated,
     "qat_int8": _learned,
+    "int8_islands": _calibrated,
 }
 # Where the activation ranges of an int8 kind come from (reports say it).
-RANGES = {"int8": "calibration", "qat_int8": "QAT"}
+RANGES = {"int8": "calibration", "qat_int8": "QAT", "int8_islands": "calibration"}
+# Ops "int8_islands" leaves in float between int8 pointwise convs: the PReLUs and depthwise
+# convs of ``export_form(backbone, float_prelu=True)``, DEQUANTIZE before and QUANTIZE after
+# each run of them; XNNPACK takes all of them, and they run faster than int8 per-channel PReLU.
+FLOAT_ISLAND_OPS = ("PRELU", "DEPTHWISE_CONV_2D")
 # Op input dtypes that must not appear in an int8 file.
 _FLOAT = ("float32", "float16")
 
@@ -112,13 +123,17 @@ def convert(model, kind: str, calibration=None, per_tensor: bool = False) -> byt
 
     Args:
         model: a Keras model taking normalised float images (B, S, S, 3); for
-            "int8" ``export_form(backbone)``, for "qat_int8" a fine-tuned
+            "int8" ``export_form(backbone)``, for "int8_islands"
+            ``export_form(backbone, float_prelu=True)``, for "qat_int8" a fine-tuned
             ``quantize.qat_model(backbone)``.
         kind: "fp32", "fp16" (float16 weights), "dynamic" (dynamic-range int8
-            weights), "int8" (post-training full integer, int8 input/output)
-            or "qat_int8" (full integer with the ranges QAT learned).
+            weights), "int8" (post-training full integer, int8 input/output),
+            "int8_islands" (as "int8", but ``FLOAT_ISLAND_OPS`` stay float,
+            for ``export_form(backbone, float_prelu=True)``) or "qat_int8"
+            (full integer with the ranges QAT learned).
         calibration: float32 (N, S, S, 3) normalised real faces; required by
-            "int8" (representative dataset), ignored by the others.
+            "int8" and "int8_islands" (representative dataset), ignored by
+            the others.
         per_tensor: one weight scale per conv instead of one per output
             channel (int8 kinds; a QAT model must have been built with it).
 
@@ -130,7 +145,10 @@ def convert(model, kind: str, calibration=None, per_tensor: bool = False) -> byt
             whose file would hold a float op.
 
     Example:
-        >>> data = convert(backbone, "fp16")                      # doctest: +SKIP
+        >>> from mfn_tf2.backend import keras
+        >>> x = keras.Input((8, 8, 3))
+        >>> op_report(convert(keras.Model(x, keras.layers.Conv2D(4, 1)(x)), "fp32"))
+        [{'op': 'CONV_2D', 'dtype': 'float32', 'delegated': True}]
     """
     if kind not in KINDS:
         raise ConversionError(f"unknown TFLite kind {kind!r}: expected one of {', '.join(KINDS)}")
@@ -138,11 +156,24 @@ def convert(model, kind: str, calibration=None, per_tensor: bool = False) -> byt
     KINDS[kind](converter, calibration)
     # The converter's own switch (no public name): per-tensor weight scales.
     converter._experimental_disable_per_channel = per_tensor
-    data = converter.convert()
+    if kind == "int8_islands":
+        # The converter has no public switch to keep some op types float in a full-integer
+        # file: calibrate only (float model + recorded ranges), then quantize all but the
+        # island ops, as tf.lite.experimental.QuantizationDebugger does. The calibrated model
+        # has float input/output: int8 is asked for again here, as _integer_io does.
+        converter._experimental_calibrate_only = True
+        data = tflite_convert.mlir_quantize(converter.convert(), disable_per_channel=per_tensor,
+                                            fully_quantize=True, input_data_type=tf.int8,
+                                            output_data_type=tf.int8, denylisted_ops=list(FLOAT_ISLAND_OPS))
+    else:
+        data = converter.convert()
     if kind in RANGES:
         # qat_int8 cannot ask the converter for TFLITE_BUILTINS_INT8 (see _learned): a layer
-        # without a learned range would ship as a float op, silently. Refuse it here.
-        left = sorted({f"{r['op']} ({r['dtype']})" for r in op_report(data) if r["dtype"] in _FLOAT})
+        # without a learned range would ship as a float op, silently. Refuse it here. In
+        # int8_islands only the island ops and the QUANTIZE closing each island read float.
+        allowed = (*FLOAT_ISLAND_OPS, "QUANTIZE") if kind == "int8_islands" else ()
+        left = sorted({f"{r['op']} ({r['dtype']})" for r in op_report(data)
+                       if r["dtype"] in _FLOAT and r["op"] not in allowed})
         if left:
             raise ConversionError(f"{kind}: the converter left float ops ({', '.join(left)}): a layer of the "
                                   "model has no int8 range (for qat_int8: build it with quantize.qat_model)")
@@ -195,4 +226,4 @@ def reference_only_ops(model) -> list[str]:
     return [f"{r['op']} ({r['dtype']})" for r in op_report(model) if not r["delegated"]]
 
 
-__all__ = ["ConversionError", "KINDS", "convert", "op_report", "reference_only_ops"]
+__all__ = ["ConversionError", "FLOAT_ISLAND_OPS", "KINDS", "RANGES", "convert", "op_report", "reference_only_ops"]

@@ -11,7 +11,7 @@ from mfn_tf2.backbones import build_backbone
 from mfn_tf2.export_form import export_form
 from mfn_tf2.quantize import qat_model
 from mfn_tf2.fileio import write_bytes
-from mfn_tf2.tflite import ConversionError, convert, op_report, reference_only_ops
+from mfn_tf2.tflite import FLOAT_ISLAND_OPS, ConversionError, convert, op_report, reference_only_ops
 from ai_edge_litert.interpreter import Interpreter
 
 SIZE = 32
@@ -114,6 +114,29 @@ def test_op_report_finds_what_xnnpack_leaves_to_the_builtin_kernels(small, tmp_p
     assert op_report(str(path)) == report
     assert set(reference_only_ops(path)) == {"PRELU (int8)"}
     assert reference_only_ops(convert(backbone, "fp32")) == []
+
+
+@pytest.mark.slow
+def test_int8_islands_keeps_only_prelu_and_depthwise_float_all_on_xnnpack(small):
+    """int8 pointwise convs, float PReLU and depthwise convs between them: int8 input and
+    output, every op delegated, float ops only inside the islands, and close to float."""
+    backbone, calibration, faces = small
+    data = convert(export_form(backbone, float_prelu=True), "int8_islands", calibration)
+    interpreter = Interpreter(model_content=data)
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    report = op_report(data)
+    assert reference_only_ops(data) == []
+    float_ops = {r["op"] for r in report if r["dtype"] == "float32"}
+    assert float_ops == {*FLOAT_ISLAND_OPS, "QUANTIZE"}
+    # Each island opens with a DEQUANTIZE of an int8 tensor; every other op reads int8.
+    assert all(r["dtype"] == "int8" for r in report if r["op"] not in float_ops)
+    assert {r["op"] for r in report if r["dtype"] == "int8"} >= {"CONV_2D", "DEQUANTIZE"}
+    prelus = sum(isinstance(layer, keras.layers.PReLU) for layer in backbone.layers)
+    assert sum(r["op"] == "PRELU" for r in report) == prelus > 0
+    out = run_tflite(data, faces)
+    assert out.shape == (len(faces), 32)
+    assert mean_cosine(out, backbone.predict(faces, verbose=0)) > 0.98
 
 
 def test_bad_kind_or_missing_calibration_is_one_clear_error(small):
