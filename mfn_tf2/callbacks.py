@@ -44,8 +44,10 @@ class Checkpointer(keras.callbacks.Callback):
             shutil.rmtree(self.scratch, ignore_errors=True)
 
     def on_train_batch_end(self, batch, logs=None):
+        if not self.every_steps:
+            return
         step = int(self.model.optimizer.iterations.numpy())
-        if self.every_steps and step % self.every_steps == 0 and not self.model.stop_training:
+        if step % self.every_steps == 0 and not self.model.stop_training:
             self._save()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -80,6 +82,35 @@ class NanGuard(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+
+
+class ProgressLine(keras.callbacks.ProgbarLogger):
+    """Keras' progress line without the NaN columns of epochs without a check.
+
+    ``Verifier`` logs its columns as NaN on such epochs (history.csv keeps its
+    columns); the line a user reads shows only what was measured. Put it last
+    in ``fit``'s callbacks: Keras then uses it instead of its own.
+
+    Example:
+        >>> import contextlib, io
+        >>> class Unchecked(keras.callbacks.Callback):   # an epoch without a check, as Verifier logs it
+        ...     def on_epoch_end(self, epoch, logs=None):
+        ...         logs["verify_accuracy"] = float("nan")
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> out = io.StringIO()
+        >>> with contextlib.redirect_stdout(out):
+        ...     _ = model.fit(tf.zeros((8, 2)), tf.zeros((8, 1)), verbose=1, callbacks=[Unchecked(), ProgressLine()])
+        >>> "loss:" in out.getvalue(), "verify_accuracy" in out.getvalue()
+        (True, False)
+    """
+
+    def __init__(self):
+        super().__init__(count_mode="steps")
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, {k: v for k, v in (logs or {}).items()
+                                     if not (isinstance(v, float) and math.isnan(v))})
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -125,13 +156,17 @@ class TimeBudget(keras.callbacks.Callback):
         self.seconds, self.start = minutes * 60.0, time.monotonic()
         self.schedule, self.steps, self.log, self.measure = schedule, steps_per_epoch, log, measure_steps
         self.seen, self.timer, self.expired = 0, None, False
+        self.first_step = 0  # the optimizer step this process starts from
         self.last_step = None  # where the budget ends the schedule, once it is laid out before --epochs' end
+
+    def on_train_begin(self, logs=None):
+        self.first_step = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.seconds:
             return
         now, self.seen = time.monotonic(), self.seen + 1
-        step = int(self.model.optimizer.iterations.numpy())
+        step = self.first_step + self.seen
         if self.seen == 1:  # the traced step is over: time from here
             self.timer = now
         elif self.seen == 1 + self.measure:
@@ -146,7 +181,8 @@ class TimeBudget(keras.callbacks.Callback):
         total = max(step + 1, min(planned, step + fits))
         # Workers measure slightly different times: all take the mean, so their schedules stay one.
         strategy = self.model.distribute_strategy
-        total = int(strategy.reduce("MEAN", strategy.run(lambda: tf.constant(float(total))), axis=None))
+        mine = strategy.experimental_distribute_values_from_function(lambda _: tf.constant(float(total)))
+        total = int(strategy.reduce("MEAN", mine, axis=None))
         self.schedule.total_steps.assign(total)
         self.last_step = total if total < planned else None
         ends = (f"now ends at step {total} ({total / self.steps:.1f} epochs) instead of {planned}"

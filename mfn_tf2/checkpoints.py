@@ -24,7 +24,7 @@ import os
 import tempfile
 
 from mfn_tf2 import config as C
-from mfn_tf2.backend import keras, tf
+from mfn_tf2.backend import keras, tf, without_warnings
 from mfn_tf2.fileio import write_json
 from mfn_tf2.backbones import build_backbone
 from mfn_tf2.models import RUN_FILE, ModelError, model_kind, open_keras
@@ -148,7 +148,9 @@ def save_backbone(model: keras.Model, folder: str) -> None:
     # saves with the distributed variables of a multi-worker run.
     serve = tf.function(lambda image: dict(zip(model.output_names, tf.nest.flatten(model(image, training=False)))),
                         input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name=model.input_names[0])])
-    model.save(folder, include_optimizer=False, save_traces=False, signatures={"serving_default": serve})
+    # Keras warns on every save that a model never compiled has no compiled metrics: a backbone never is.
+    with without_warnings("Compiled the loaded model, but the compiled metrics"):
+        model.save(folder, include_optimizer=False, save_traces=False, signatures={"serving_default": serve})
 
 
 def load_backbone(directory: str) -> keras.Model:

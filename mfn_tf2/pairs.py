@@ -376,5 +376,39 @@ def save_pairs(pairset: PairSet, path, data_directory) -> None:
                                                 pairset.labels.tolist())))
 
 
+def generate_pairs_file(pairs_filename, data_directory, **sampling) -> str:
+    """Generates pairs from ``data_directory`` and saves them as ``pairs_filename``.
+
+    What ``python -m mfn_tf2.train`` does when its pairs file does not exist, as
+    the original Keras train script did: the pairs are then read from that file
+    by this run's checks and by every later run given the same name.
+
+    Args:
+        pairs_filename: the file to write (plain format, tab-separated); its folder is made.
+        data_directory: one sub-folder of images per person.
+        sampling: ``generate_pairs``' sample_type, repeat_times, num_person, num_sample, seed.
+
+    Returns:
+        The line that says what was written.
+
+    Raises:
+        PairsError: no data directory, or too few people in it.
+
+    Example:
+        >>> import tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "pairs.txt")
+        >>> line = generate_pairs_file(path, "data/lfw_demo/train", repeat_times=1)
+        >>> len(read_pairs(path, "data/lfw_demo/train")) == len(generate_pairs("data/lfw_demo/train", repeat_times=1))
+        True
+    """
+    if not data_directory:
+        raise PairsError(f"{pairs_filename}: pairs file not found, and no data_directory to generate "
+                         "pairs from (give one, or an existing pairs file)")
+    pairset = generate_pairs(data_directory, **sampling)
+    save_pairs(pairset, pairs_filename, data_directory)
+    return (f"{pairs_filename} did not exist: {len(pairset)} pairs generated from {data_directory} "
+            f"(sample_type {sampling.get('sample_type', 0)}) and saved there; later runs read them")
+
+
 __all__ = ["PairsError", "PairSet", "DEFAULT_FOLDS", "contiguous_folds", "read_pairs",
-           "generate_pairs", "save_pairs"]
+           "generate_pairs", "save_pairs", "generate_pairs_file"]

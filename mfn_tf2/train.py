@@ -13,9 +13,11 @@
         python -m mfn_tf2.train shards/ lfw/ lfw/pairs.txt --strategy multi_worker
 
 Started again with the same ``--save_model_directory`` it resumes from the
-newest checkpoint. ``pairs_filename`` may be "none" to verify on pairs
-generated from ``data_directory`` (``--sample_type``); both "none" to check
-only insightface .bin sets:
+newest checkpoint. A ``pairs_filename`` that does not exist is generated from
+``data_directory`` (``--sample_type``), saved under that name and used, as the
+original Keras train script did (a line says so); "none" verifies on pairs
+generated afresh each run and saved nowhere; both "none" to check only
+insightface .bin sets:
 
     # MS1M-ArcFace (insightface's faces_emore folder), checked on its three .bin sets
     python -m mfn_tf2.train faces_emore/ none none --preset mbf --verification_sets \\
@@ -46,7 +48,8 @@ def build_parser(recipe: str = "seed", preset: str | None = None) -> argparse.Ar
     p.add_argument("data_directory", help="root the verification pairs resolve under ('none' with "
                    "pairs 'none': only --verification_sets)")
     p.add_argument("pairs_filename", help="verification pairs (LFW pairs.txt or 'path1 path2 label'); "
-                   "'none' generates pairs from data_directory")
+                   "a file that does not exist is generated from data_directory (--sample_type) "
+                   "and saved there; 'none' generates pairs without saving them")
     p.add_argument("--recipe", choices=sorted(C.RECIPES), default="seed",
                    help="settings of a whole run to start from (cpu_demo: learns in minutes on a "
                         "CPU); flags override it (default: seed)")

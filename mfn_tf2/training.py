@@ -23,12 +23,13 @@ import os
 import shutil
 
 from mfn_tf2 import config as C
-from mfn_tf2.backend import keras, tf
+from mfn_tf2.backend import keras, tf, without_warnings
 from mfn_tf2.binsets import read_bin
-from mfn_tf2.callbacks import (Checkpointer, LearningRateLogger, NanGuard, TimeBudget, TimeEstimate,
-                               Verifier)
+from mfn_tf2.callbacks import (Checkpointer, LearningRateLogger, NanGuard, ProgressLine, TimeBudget,
+                               TimeEstimate, Verifier)
 from mfn_tf2.checkpoints import (claim_directory, latest, load_pretrained, restore, save_backbone,
                                  training_checkpoint)
+from mfn_tf2.pairs import generate_pairs_file
 from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
 from mfn_tf2.fileio import OutputLock, atomic_directory
@@ -60,6 +61,10 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     keras.utils.set_random_seed(train_cfg.seed)
     save_dir = train_cfg.save_model_directory
     data = open_training_data(data_cfg, model_cfg.image_size)
+    if chief and eval_cfg.pairs_filename and not os.path.exists(eval_cfg.pairs_filename):
+        log(generate_pairs_file(eval_cfg.pairs_filename, eval_cfg.data_directory, sample_type=eval_cfg.sample_type,
+                                repeat_times=eval_cfg.repeat_times, num_person=eval_cfg.num_person,
+                                num_sample=eval_cfg.num_sample, seed=eval_cfg.seed))
     verify = (verifier_for(load_pairs(eval_cfg) if has_pairs(eval_cfg) else None, eval_cfg,
                            [read_bin(p) for p in eval_cfg.verification_sets]) if chief else None)
     if chief:
@@ -96,10 +101,13 @@ def _train(strategy, chief: bool, model_cfg, data_cfg, eval_cfg, train_cfg, log)
     if chief:
         log_dir = train_cfg.log_dir or os.path.join(save_dir, "logs")
         callbacks += [keras.callbacks.CSVLogger(os.path.join(save_dir, "history.csv"), append=True),
-                      keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0)]
-    recognizer.fit(train_ds, epochs=train_cfg.epochs, initial_epoch=int(epoch.numpy()),
-                   steps_per_epoch=steps, validation_data=valid_ds, validation_steps=valid_steps or None,
-                   callbacks=callbacks, verbose=1 if chief else 0)
+                      keras.callbacks.TensorBoard(log_dir, update_freq="epoch", profile_batch=0), ProgressLine()]
+    # Keras times the first batches' callbacks against the step: with a tiny model (the tests) the
+    # callbacks that read the loss may take longer, and it says so; nothing a user can act on.
+    with without_warnings("Callback method `on_train_batch_end` is slow"):
+        recognizer.fit(train_ds, epochs=train_cfg.epochs, initial_epoch=int(epoch.numpy()),
+                       steps_per_epoch=steps, validation_data=valid_ds, validation_steps=valid_steps or None,
+                       callbacks=callbacks, verbose=1 if chief else 0)
     if nan_guard.message:
         raise FloatingPointError(nan_guard.message)
     _save_final(recognizer, write_dir)

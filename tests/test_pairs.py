@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from mfn_tf2.pairs import (PairSet, PairsError, contiguous_folds, generate_pairs, read_pairs,
-                           save_pairs)
+from mfn_tf2.pairs import (PairSet, PairsError, contiguous_folds, generate_pairs, generate_pairs_file,
+                           read_pairs, save_pairs)
 
 
 def test_full_lfw_pairs_resolve_across_train_and_heldout(lfw_root, tmp_path):
@@ -212,6 +212,20 @@ def test_save_and_read_round_trip(face_tree, tmp_path):
     assert (back.paths1, back.paths2) == (ps.paths1, ps.paths2)
     assert np.array_equal(back.labels, ps.labels) and np.array_equal(back.folds, ps.folds)
     assert any("Jane Doe" in p for p in back.paths1 + back.paths2)
+
+
+def test_a_missing_pairs_file_is_generated_and_saved(face_tree, tmp_path):
+    """train's answer to a pairs_filename that does not exist (as the original Keras script)."""
+    out = tmp_path / "made" / "pairs.txt"  # its folder is made too
+    line = generate_pairs_file(out, face_tree, sample_type=1, num_person=3, num_sample=4, seed=1)
+    assert line == (f"{out} did not exist: 66 pairs generated from {face_tree} (sample_type 1) "
+                    "and saved there; later runs read them")
+    back = read_pairs(out, face_tree)
+    want = generate_pairs(face_tree, sample_type=1, num_person=3, num_sample=4, seed=1)
+    assert (back.paths1, back.paths2, back.labels.tolist()) == (want.paths1, want.paths2, want.labels.tolist())
+    with pytest.raises(PairsError, match=r"nope\.txt: pairs file not found, and no data_directory"):
+        generate_pairs_file(tmp_path / "nope.txt", "")
+    assert not (tmp_path / "nope.txt").exists()
 
 
 def test_pairset_checks_lengths():

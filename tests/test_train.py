@@ -18,6 +18,17 @@ def _history_epochs(save_dir):
         return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+# What TensorFlow may print on the normal path of a training run: nothing. Its Python warnings, its C++
+# log lines ("I0000 00:00:... port.cc:153] oneDNN custom operations ...") and absl's start-up line.
+_TF_LINE = re.compile(r"WARNING:tensorflow:|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] |WARNING: All log messages before absl")
+
+
+def _quiet(proc) -> None:
+    """Asserts a run printed no TensorFlow warning or log line, and no NaN column in its progress line."""
+    assert not [line for line in proc.stderr.splitlines() if _TF_LINE.match(line)], proc.stderr[-3000:]
+    assert not re.search(r"\w+: nan\b", proc.stdout), proc.stdout[-3000:]
+
+
 def test_train_writes_everything_and_verifies(tiny_run):
     save_dir, _, _ = tiny_run
     for name in ("run.json", "checkpoint", "final.weights.h5", "embedding_model/saved_model.pb",
@@ -38,6 +49,7 @@ def test_resume_continues_from_last_epoch(tiny_run, tmp_path):
     (save / "best" / "verification.txt").write_text("epoch 2: pairs accuracy 0.0000\n")
     again = train_tiny(save, faces, pairs, epochs=3)
     assert again.returncode == 0, again.stderr[-2000:]
+    _quiet(again)
     assert "resuming from epoch 2" in again.stdout
     assert _history_epochs(save) == [0, 1, 2]
     assert "best/ now holds epoch 3: pairs accuracy" in again.stdout
@@ -101,14 +113,20 @@ def test_two_logical_cpus_mirrored(tmp_path):
 
 
 @pytest.mark.slow
-def test_time_budget_lays_out_the_schedule(tmp_path):
+def test_time_budget_and_generated_pairs(tmp_path):
     """--max_minutes measures the first steps, then fixes the schedule's last step (here --epochs' own: a
-    generous budget); two replicas agree on it. A budget that ends the schedule early: TimeBudget's example."""
+    generous budget); two replicas agree on it. A budget that ends the schedule early: TimeBudget's example.
+    A pairs_filename that does not exist is generated from data_directory, saved there and used."""
     faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=5)
-    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
+    pairs = tmp_path / "made" / "pairs.txt"
     proc = train_tiny(tmp_path / "w", faces, pairs, "--max_minutes", "30", "--logical_cpus", "2",
-                      "--evaluate_epochs", "4", epochs=4)
+                      "--evaluate_epochs", "3", "--repeat_times", "2", epochs=4)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    _quiet(proc)  # epochs 1, 2 and 4 have no check: no NaN columns for them
+    # sample_type 0, 2 rounds: a same and a different pair per person and round.
+    assert f"{pairs} did not exist: 24 pairs generated from {faces} (sample_type 0) and saved there" in proc.stdout
+    assert len(pairs.read_text().splitlines()) == 24
+    assert len(re.findall(r"verification accuracy .* \(24 pairs\)", proc.stdout)) == 2  # epochs 3 and 4
     # 30 faces at batch 8: 3 steps an epoch, 12 in all; the first traces, the next 10 are timed.
     assert re.search(r"\d+ ms per step on this machine: \d+ more steps fit in --max_minutes 30; "
                      r"the learning-rate schedule keeps its 12 steps: --epochs ends before the budget", proc.stdout)
@@ -138,7 +156,27 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_run, tmp_path):
 def test_help_documents_every_flag():
     proc = run_cli("train", "--help")
     assert proc.returncode == 0
+    assert proc.stderr == ""  # none of TensorFlow's start-up lines
     for flag in ("--batch_size", "--aug_freq", "--expansion_ratio", "--loss_margin", "--pretrained_model",
                  "--checkpoint_epochs", "--sample_type", "--far_target", "--gpu", "--mixed_precision",
                  "--optimizer", "--warmup_epochs", "--lr_schedule", "--seed", "--log_dir"):
         assert flag in proc.stdout, flag
+
+
+# A module that dies while TensorFlow loads (shadowing tf_keras, imported right after TensorFlow):
+# what it printed reaches the terminal although TensorFlow's start-up lines are filtered.
+_CRASH = """import os
+os.write(2, b"F0000 00:00:1.000000  1 loader.cc:1] fatal while loading\\nplain line before the crash\\n")
+os.abort()
+"""
+
+
+def test_a_crash_while_tensorflow_loads_shows_its_message(tmp_path):
+    (tmp_path / "tf_keras").mkdir()
+    (tmp_path / "tf_keras" / "__init__.py").write_text(_CRASH)
+    proc = run_cli("train", "--help", env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "loader.cc:1] fatal while loading" in proc.stderr and "plain line before the crash" in proc.stderr
+    (tmp_path / "tf_keras" / "__init__.py").write_text("raise ImportError('tf_keras is broken here')\n")
+    proc = run_cli("train", "--help", env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 1 and "ImportError: tf_keras is broken here" in proc.stderr
