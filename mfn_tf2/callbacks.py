@@ -130,7 +130,8 @@ class TimeBudget(keras.callbacks.Callback):
     the schedule's last step (``schedule.total_steps``; never later than
     ``--epochs`` lays it), so the learning rate has decayed when the time is
     up. Training stops at that step, or when the time is up (verification is
-    not in the measurement), whichever comes first.
+    not in the measurement), whichever comes first. Each process has its own
+    budget: a resumed run lays the schedule out again from the step it resumes at.
 
     Args:
         minutes: the budget (0: no budget, the callback does nothing).
