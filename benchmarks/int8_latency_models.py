@@ -1,12 +1,16 @@
 """int8 against fp32 latency, in one run: the paper MobileFaceNet and an outside reference.
 
-    python benchmarks/int8_latency_models.py OUT                   # write 6 files into OUT, time them, print ratios
+    python benchmarks/int8_latency_models.py OUT                   # write 8 files into OUT, time them, print ratios
     python benchmarks/int8_latency_models.py OUT --size 64 --rounds 10 --runs 50 --json lat.json
     python benchmarks/int8_latency_models.py OUT --write_only      # the files only (for python -m mfn_tf2.benchmark)
 
 Files (``S`` = ``--size``): ``paperS_{channel,shared}_{fp32,int8}.tflite``, the
 paper network with one PReLU slope per channel (the paper's) and one per layer
-(``--prelu shared``), and ``mobilenetv2_S_{fp32,int8}.tflite``, Keras'
+(``--prelu shared``); ``paperS_islands_{fp32,int8}.tflite``, the per-channel
+network again (its fp32 file is channel's) with the candidate int8 form beside
+the shipped one: int8 pointwise convs with the PReLUs and depthwise convs left
+float between them (``export_form(float_prelu=True)`` converted as
+"int8_islands"); and ``mobilenetv2_S_{fp32,int8}.tflite``, Keras'
 MobileNetV2 (alpha 1.0, ReLU6, 1000 logits, no softmax: XNNPACK leaves an
 int8 SOFTMAX to LiteRT's reference kernels): a network that XNNPACK's int8
 runs well everywhere, so its int8/fp32 ratio on a machine is that machine's
@@ -17,7 +21,8 @@ networks are untrained; batch-norm statistics and slopes are set to spread
 values (as after training) so that int8 ranges are realistic. fp32 files are
 converted from the float model as ``export`` does (PReLU and batch norm as the
 converter folds them); int8 files post-training from the export form (the
-reference: from itself), all calibrated on the same 32 smooth random images.
+reference: from itself) as ``tflite.convert`` kind "int8" (islands:
+"int8_islands"), all calibrated on the same 32 smooth random images.
 
 Timing (``latency.tflite_latency``: batch 1, LiteRT + XNNPACK, ``invoke()``
 only) runs in ``--rounds`` rounds; each round times every file at every thread
@@ -60,18 +65,21 @@ def trained_looking(model: keras.Model, seed: int = 0) -> None:
 
 
 def models(size: int) -> dict:
-    """{file stem: (float model, the model int8 is converted from)} at ``size`` px, seeded."""
+    """{file stem: (float model, the model int8 is converted from, its tflite kind)} at ``size`` px, seeded."""
     built = {}
     for prelu in ("channel", "shared"):
         keras.utils.set_random_seed(0)
         backbone = build_backbone(replace(MODEL_PRESETS["paper"], prelu=prelu, image_size=size))
         trained_looking(backbone)
-        built[f"paper{size}_{prelu}"] = (backbone, export_form(backbone))
+        built[f"paper{size}_{prelu}"] = (backbone, export_form(backbone), "int8")
+        if prelu == "channel":
+            # The same float network: only its int8 form differs from the shipped one.
+            built[f"paper{size}_islands"] = (backbone, export_form(backbone, float_prelu=True), "int8_islands")
     keras.utils.set_random_seed(0)
     reference = keras.applications.MobileNetV2(weights=None, input_shape=(size, size, 3),
                                                classifier_activation=None)
     trained_looking(reference)
-    built[f"mobilenetv2_{size}"] = (reference, reference)
+    built[f"mobilenetv2_{size}"] = (reference, reference, "int8")
     return built
 
 
@@ -80,10 +88,10 @@ def write_files(out: str, size: int) -> dict:
     os.makedirs(out, exist_ok=True)
     calibration = (smooth_images(32, size).astype(np.float32) - PIXEL_MEAN) / PIXEL_STD
     files = {}
-    for stem, (float_model, int8_form) in models(size).items():
+    for stem, (float_model, int8_form, int8_kind) in models(size).items():
         files[stem] = {kind: os.path.join(out, f"{stem}_{kind}.tflite") for kind in ("fp32", "int8")}
         write_bytes(files[stem]["fp32"], convert(float_model, "fp32"))
-        write_bytes(files[stem]["int8"], convert(int8_form, "int8", calibration))
+        write_bytes(files[stem]["int8"], convert(int8_form, int8_kind, calibration))
     return files
 
 
