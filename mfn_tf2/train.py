@@ -1,9 +1,8 @@
 """Train MobileFaceNet + ArcFace on a folder of face folders (one folder per person).
 
-    # two CPU cores, LFW's training identities, checked every epoch on the held-out pairs
-    python -m mfn_tf2.train ../shared/data/lfw/train ../shared/data/lfw/heldout \\
-        ../shared/data/lfw/pairs_heldout.txt --preset paper --batch_size 64 --epochs 2 \\
-        --evaluate_epochs 1 --save_model_directory weights/
+    # two CPU cores, LFW's training identities (lfw/train), checked every epoch on the held-out pairs
+    python -m mfn_tf2.train lfw/train lfw/heldout lfw/pairs_heldout.txt --preset paper \\
+        --batch_size 64 --epochs 2 --evaluate_epochs 1 --save_model_directory weights/
 
     # all GPUs of a machine (MirroredStrategy), bfloat16/float16 where the hardware has it
     python -m mfn_tf2.train faces/ lfw/ lfw/pairs.txt --gpu 0,1 --mixed_precision auto
@@ -15,9 +14,9 @@
 Started again with the same ``--save_model_directory`` it resumes from the
 newest checkpoint. A ``pairs_filename`` that does not exist is generated from
 ``data_directory`` (``--sample_type``), saved under that name and used, as the
-original Keras train script did (a line says so); "none" verifies on pairs
-generated afresh each run and saved nowhere; both "none" to check only
-insightface .bin sets:
+original Keras train script did (a line says so); "none" generates them in
+memory each run (the same ones for the same ``--seed``), saved nowhere; both
+"none" to check only insightface .bin sets:
 
     # MS1M-ArcFace (insightface's faces_emore folder), checked on its three .bin sets
     python -m mfn_tf2.train faces_emore/ none none --preset mbf --verification_sets \\
