@@ -6,7 +6,10 @@ when ``qat_int8`` is asked (``finetune``: the export form with fake-quant ops
 and the trained ArcFace head), converts every requested TFLite format, verifies
 all of them on the same pairs, measures their latency and writes
 ``metadata.json``, ``report.md`` / ``report.json`` (``reports.py``) and, when
-asked, the Android assets. The shell ``python -m mfn_tf2.export`` parses flags
+asked, the Android assets. Every exported .tflite file gets its own thresholds
+at ``config.FAR_TARGETS``, measured on every pair of ``calibration_dir``
+(``calibration.py``); ``metadata.json`` -> ``threshold`` is the recommended
+operating point (``recommend``). The shell ``python -m mfn_tf2.export`` parses flags
 and calls ``run``; ``mfn_tf2.demo`` calls it directly.
 
 Example (the demo's weights, every format; a few minutes on 2 cores):
@@ -27,6 +30,7 @@ import numpy as np
 from mfn_tf2 import config as C
 from mfn_tf2.android import write_assets
 from mfn_tf2.backend import keras, tf
+from mfn_tf2.calibration import FaceListing, calibrate_listing, list_faces
 from mfn_tf2.checkpoints import restore_head
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
@@ -35,11 +39,15 @@ from mfn_tf2.models import ModelError, open_backbone, open_interpreter
 from mfn_tf2.preprocess import normalise, resize
 from mfn_tf2.reports import export_markdown, int8_summary, machine_info
 from mfn_tf2.folders import DataError
+from mfn_tf2.metrics import kfold_correct
+from mfn_tf2.stats import paired_difference
 from mfn_tf2.verification import load_pairs, verify_models
 
 
-
+# The app's operating point: this false accept rate (one of config.FAR_TARGETS).
 THRESHOLD_FAR = 1e-3
+# The files a recommended threshold may come from, in order of preference after the int8 pick.
+_FLOAT_FALLBACK = ("fp32", "fp16", "dynamic", "saved_model")
 
 
 class ExportError(ValueError):
@@ -108,7 +116,79 @@ def tensor_info(path: str) -> dict:
     return info
 
 
-def metadata(backbone, files: dict, threshold: dict, model_cfg: dict | None) -> dict:
+def threshold_faces(exp: C.ExportConfig, eval_cfg: C.EvalConfig) -> FaceListing:
+    """The faces every exported file's thresholds are measured on, checked before any conversion.
+
+    Raises:
+        ExportError: no folder; DataError / CalibrationError: one that cannot
+            measure FAR (see ``calibration.list_faces``).
+    """
+    folder = exp.calibration_dir or eval_cfg.data_directory
+    flag = "--calibration_dir" if exp.calibration_dir else "--calibration_dir (default: --data_directory)"
+    if not folder:
+        raise ExportError("--calibration_dir: give a folder of identity sub-folders; every pair of its faces "
+                          "measures each exported file's thresholds")
+    return list_faces(folder, C.FAR_TARGETS, flag)
+
+
+def file_thresholds(extractors: list, names: list[str], files: dict, failed: dict, faces: FaceListing,
+                    out: str, seed: int) -> list[dict]:
+    """Each exported .tflite file's thresholds from its own scores (the SavedModel's without one).
+
+    Returns:
+        One row per (file, FAR target): ``calibration.measure``'s point plus
+        "file", "impostor_pairs", "genuine_pairs" and "measured_on" (the
+        folder relative to ``out``).
+    """
+    measured = [f for f, p in files.items() if p.endswith(".tflite") and f not in failed]
+    measured = measured or [f for f in files if f == "saved_model"]
+    rows = []
+    for fmt in measured:
+        cal = calibrate_listing(extractors[names.index(fmt)], faces, C.FAR_TARGETS, seed, progress=True)
+        rows += [{"file": os.path.basename(files[fmt]), **point, "impostor_pairs": cal["impostor_pairs"],
+                  "genuine_pairs": cal["genuine_pairs"], "measured_on": os.path.relpath(faces.folder, out)}
+                 for point in cal["points"]]
+    return rows
+
+
+def recommend(result: dict, names: list[str], files: dict, thresholds: list[dict], pairs) -> dict | None:
+    """The app's operating point: FAR ``THRESHOLD_FAR`` (else the lowest measurable) on one file.
+
+    The file: qat_int8 when it decides at least as many verification pairs
+    right as int8 (each at its k-fold thresholds), or when the exact McNemar
+    test cannot tell the two apart (p >= 0.05): QAT trained against the very
+    graph that ships, so post-training int8 is chosen only when it is
+    distinguishably better. With one int8 file,
+    that one; without any, the first of fp32, fp16, dynamic, saved_model.
+
+    Returns:
+        {"file", "far", "cosine", "tar", "measured_on", "why"}, or None when no
+        file has thresholds.
+    """
+    have = {r["file"] for r in thresholds}
+    present = [f for f in ("qat_int8", "int8", *_FLOAT_FALLBACK)
+               if f in files and os.path.basename(files[f]) in have]
+    if not present:
+        return None
+    fmt = present[0]
+    why = "the only int8 file exported" if fmt in ("qat_int8", "int8") else "no int8 file exported"
+    if {"qat_int8", "int8"} <= set(present):
+        correct = {f: kfold_correct(result["models"][names.index(f)]["scores"], pairs.labels, pairs.folds)
+                   for f in ("int8", "qat_int8")}
+        paired = paired_difference(correct["int8"], correct["qat_int8"])
+        fmt = "int8" if paired["difference_points"] < 0 and paired["distinguishable"] else "qat_int8"
+        why = (f"qat_int8 against int8 on the verification pairs: {paired['text']}; "
+               + ("post-training int8 is distinguishably better" if fmt == "int8" else
+                  "QAT int8 ships unless post-training int8 is distinguishably better"))
+    points = [r for r in thresholds if r["file"] == os.path.basename(files[fmt]) and r["measurable"]]
+    point = next((r for r in points if r["far"] == THRESHOLD_FAR), min(points, key=lambda r: r["far"]))
+    if point["far"] != THRESHOLD_FAR:
+        why += f"; FAR {THRESHOLD_FAR:g} is not measurable on {point['impostor_pairs']:,} different-person pairs"
+    return {"file": point["file"], "far": point["far"], "cosine": point["cosine"], "tar": point["tar"],
+            "measured_on": point["measured_on"], "why": why}
+
+
+def metadata(backbone, files: dict, threshold: dict | None, thresholds: list[dict], model_cfg: dict | None) -> dict:
     """What an app needs to feed each model and compare its embeddings."""
     size = int(backbone.input_shape[1])
     per_file = {os.path.basename(p): tensor_info(p) for p in files.values() if p.endswith(".tflite")}
@@ -126,7 +206,7 @@ def metadata(backbone, files: dict, threshold: dict, model_cfg: dict | None) -> 
             "embedding_dim": int(backbone.output_shape[-1]),
             "output": "raw embedding (TFLite) or L2-normalised (SavedModel); L2-normalise, then "
                       "cosine = dot product; same person when cosine >= threshold",
-            "threshold": threshold, "model": model_cfg, "files": per_file}
+            "threshold": threshold, "thresholds": thresholds, "model": model_cfg, "files": per_file}
 
 
 def check_parity(result: dict, exp: C.ExportConfig) -> list[dict]:
@@ -148,6 +228,7 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     from mfn_tf2.latency import tflite_latency
     pairs = load_pairs(eval_cfg)
     backbone, run_info = open_backbone(model_path)
+    faces = threshold_faces(exp, eval_cfg)  # a folder that cannot measure FAR fails before the slow work
     size = int(backbone.input_shape[1])
     calib_dir = exp.representative_dir or data_cfg.train_directory or eval_cfg.data_directory
     calibration = calibration_images(calib_dir, size, exp.num_calibration, data_cfg.seed)
@@ -167,12 +248,12 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
             failed[fmt] = str(err)
     result = verify_models(extractors, pairs, tuple(sorted(set(eval_cfg.far_target) | {THRESHOLD_FAR})),
                            progress=True)
-    ref = result["models"][0]
-    from mfn_tf2.metrics import tar_at_far
-    threshold = {"far": THRESHOLD_FAR, "cosine": float(tar_at_far(ref["scores"], pairs.labels, THRESHOLD_FAR)[1]),
-                 "pairs": pairs.source}
+    if os.path.exists(pairs.source):  # reports name files relative to the export folder
+        result["pairs"]["source"] = os.path.relpath(pairs.source, exp.out)
+    thresholds = file_thresholds(extractors, names, files, failed, faces, exp.out, eval_cfg.seed)
+    threshold = recommend(result, names, files, thresholds, pairs)
     write_json(os.path.join(exp.out, "metadata.json"),
-               metadata(backbone, files, threshold, run_info["model"] if run_info else None))
+               metadata(backbone, files, threshold, thresholds, run_info["model"] if run_info else None))
     latency = {fmt: {t: round(tflite_latency(p, threads=t, runs=50, warmup=5)["p50"], 3) for t in (1, 2)}
                for fmt, p in files.items() if p.endswith(".tflite") and fmt not in failed}
     from mfn_tf2.plots import plot_verification
@@ -181,15 +262,16 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     parity = check_parity(result, exp)
     ok = not failed and all(p["ok"] for p in parity)
     int8 = int8_summary(result, names, latency, exp, calibrated_on)
-    report = {"ok": ok, "source": model_path, "machine": machine_info(), "pairs": result["pairs"], "threshold": threshold,
+    report = {"ok": ok, "source": model_path, "machine": machine_info(), "pairs": result["pairs"],
+              "threshold": threshold, "thresholds": thresholds,
               "files": {f: os.path.basename(p) for f, p in files.items()}, "failed": failed,
               "models": [{"format": n, **{k: v for k, v in m.items() if k != "scores"}}
                          for n, m in zip(names, result["models"])],
               "parity": parity, "latency_ms_p50": latency, "int8": int8}
     write_json(os.path.join(exp.out, "report.json"), report)
     write_text(os.path.join(exp.out, "report.md"),
-               export_markdown(exp.out, model_path, result, names, files, parity, latency, threshold, failed, int8,
-                               report["machine"]))
+               export_markdown(exp.out, model_path, result, names, files, parity, latency, threshold, thresholds,
+                               failed, int8, report["machine"]))
     if exp.android_assets:
         write_assets(exp.out, exp.android_assets, pairs, log)
     return report
@@ -247,5 +329,5 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
     return recognizer.backbone
 
 
-__all__ = ["ExportError", "run", "finetune", "calibration_images",
-           "write_saved_model", "convert_all", "metadata", "check_parity"]
+__all__ = ["ExportError", "THRESHOLD_FAR", "run", "finetune", "calibration_images", "write_saved_model",
+           "convert_all", "threshold_faces", "file_thresholds", "recommend", "metadata", "check_parity"]

@@ -104,7 +104,8 @@ def machine_line(info: dict) -> str:
 
 
 def int8_summary(result: dict, names: list[str], latency: dict, exp: C.ExportConfig, calibration: str) -> list[dict]:
-    """Per int8 model: accuracy against float, cosine, latency ratio to fp32, where its ranges came from.
+    """Per int8 model: accuracy against float with its paired test, cosine, latency ratio to fp32, where
+    its ranges came from.
 
     Args:
         result: ``verify_models``' result (first model: the float reference).
@@ -124,7 +125,7 @@ def int8_summary(result: dict, names: list[str], latency: dict, exp: C.ExportCon
         fp32, own = latency.get("fp32", {}), latency.get(name, {})
         rows.append({"format": name, "weight_scales": "per-tensor" if exp.per_tensor else "per-channel",
                      "ranges": ranges[RANGES[name]], "accuracy": m["report"]["accuracy"],
-                     "accuracy_change_points": 100 * (m["report"]["accuracy"] - ref),
+                     "accuracy_change_points": 100 * (m["report"]["accuracy"] - ref), "paired": m["paired"],
                      "cosine_mean": m["agreement"]["mean"], "cosine_min": m["agreement"]["min"],
                      "latency_ratio_to_fp32": {t: round(own[t] / fp32[t], 3) for t in own if fp32.get(t)}})
     return rows
@@ -134,25 +135,46 @@ def int8_markdown(rows: list[dict]) -> list[str]:
     """The report's int8 table (empty without int8 models)."""
     if not rows:
         return []
-    lines = ["## int8 models", "", "| model | weight scales | ranges from | accuracy (%) | vs float (points) | "
+    lines = ["## int8 models", "", "| model | weight scales | ranges from | accuracy (%) | vs float (paired test) | "
              "cosine to float (mean / min) | latency / fp32 (1 / 2 threads) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = " / ".join(f"{v:.2f}x" for v in r["latency_ratio_to_fp32"].values()) or "-"
         lines.append(f"| {r['format']} | {r['weight_scales']} | {r['ranges']} | {100 * r['accuracy']:.2f} | "
-                     f"{r['accuracy_change_points']:+.2f} | {r['cosine_mean']:.4f} / {r['cosine_min']:.4f} | {ratio} |")
+                     f"{r['paired']['text']} | {r['cosine_mean']:.4f} / {r['cosine_min']:.4f} | {ratio} |")
     return lines + [""]
 
 
+def thresholds_section(threshold: dict | None, thresholds: list[dict]) -> list[str]:
+    """report.md's thresholds: every file's table and the recommended operating point for apps."""
+    from mfn_tf2.calibration import METHODS, thresholds_markdown
+    if not thresholds:
+        return ["## Thresholds", "", "None measured: no exported file could be opened.", ""]
+    first = thresholds[0]
+    return ["## Thresholds (each file's own scores)", "",
+            f"Every pair of `{first['measured_on']}` (relative to this folder): {first['impostor_pairs']:,} "
+            f"different-person and {first['genuine_pairs']:,} same-person pairs. FAR interval: "
+            f"{METHODS['far_interval']}; TAR interval: {METHODS['tar_interval']}.", "",
+            *thresholds_markdown(thresholds), "",
+            f"Recommended for apps: `{threshold['file']}`, same person when cosine >= **{threshold['cosine']:.4f}** "
+            f"(FAR {threshold['far']:g}, TAR {100 * threshold['tar']:.2f} %). Why this file: {threshold['why']}. "
+            "`metadata.json` -> `threshold`; every file's points are in `thresholds`.", ""]
+
+
 def export_markdown(out: str, source: str, result: dict, names: list[str], files: dict, parity: list[dict],
-                    latency: dict, threshold: dict, failed: dict, int8: list[dict], machine: dict) -> str:
-    """report.md: the verification table, the int8 table, files with sizes and latency, parity verdicts."""
+                    latency: dict, threshold: dict | None, thresholds: list[dict], failed: dict, int8: list[dict],
+                    machine: dict) -> str:
+    """report.md: the verification table (with each model's paired test against float), the int8 table,
+    the thresholds, files with sizes and latency, parity verdicts."""
     from mfn_tf2.verification import markdown_table
     lines = [f"# Export report: {out}", "", f"Source: `{source}`. Pairs: `{result['pairs']['source']}` "
              f"({result['pairs']['n_pairs']} pairs, {result['pairs']['n_images']} images). "
              f"Latency measured on {machine_line(machine)}.", "",
              "## Verification (10-fold protocol of the pairs file; cosine scores)", "",
-             markdown_table(result, names), "", "![ROC curves and score histograms](roc.png)", "",
-             *int8_markdown(int8),
+             markdown_table(result, names), "",
+             "Paired test: each pair right or wrong at the threshold of the other folds; the exact McNemar "
+             "test on the pairs two models decide differently says whether the accuracy difference is chance.", "",
+             "![ROC curves and score histograms](roc.png)", "",
+             *int8_markdown(int8), *thresholds_section(threshold, thresholds),
              "## Files", "", "| format | file | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | parity |",
              "|---|---|---|---|---|---|"]
     verdict = {os.path.basename(p["model"]): ("ok" if p["ok"] else f"FAIL: {p['why']}") for p in parity}
@@ -164,9 +186,7 @@ def export_markdown(out: str, source: str, result: dict, names: list[str], files
                      f"{verdict.get(os.path.basename(path), 'reference')} |")
     for fmt, why in failed.items():
         lines.append(f"| {fmt} | {C.EXPORT_FILES[fmt]} | - | - | - | FAIL: {why} |")
-    lines += ["", f"Threshold for apps: cosine >= {threshold['cosine']:.4f} is the same person "
-              f"(FAR {threshold['far']} on these pairs, float model).", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + [""])
 
 
 # The pipeline must outrun training by this factor not to slow it (both share the CPU).

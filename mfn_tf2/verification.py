@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfn_tf2 import metrics
+from mfn_tf2 import metrics, stats
 from mfn_tf2.binsets import score_set
 from mfn_tf2.config import EvalConfig, set_name
 from mfn_tf2.embedders import FeatureExtractor
@@ -40,21 +40,27 @@ def verify_models(extractors: list[FeatureExtractor], pairs: PairSet, far_target
         progress: show a progress bar per model.
 
     Returns:
-        {"pairs": {...}, "models": [{"name", "model", "report", "scores", "agreement"}]};
+        {"pairs": {...}, "models": [{"name", "model", "report", "scores", "agreement", "paired"}]};
         "agreement" (mean/min cosine between this model's and the first model's
-        embeddings of the same images) is None for the first model.
+        embeddings of the same images) and "paired" (``stats.paired_difference``
+        of the pairs each decided right at its k-fold thresholds: the accuracy
+        difference to the first model and whether it is chance) are None for the
+        first model.
     """
     paths = pairs.unique_paths()
     i1, i2 = pairs.pair_indices()
-    results, reference = [], None
+    results, reference, reference_correct = [], None, None
     for fe in extractors:
         emb = fe.embed_paths(paths, progress=progress)
         scores = np.sum(emb[i1] * emb[i2], axis=1)
         report = metrics.verification_report(scores, pairs.labels, pairs.folds, far_targets)
-        agreement = metrics.cosine_agreement(reference, emb) if reference is not None else None
-        reference = emb if reference is None else reference
+        correct = metrics.kfold_correct(scores, pairs.labels, pairs.folds)
+        first = reference is None
+        agreement = None if first else metrics.cosine_agreement(reference, emb)
+        paired = None if first else stats.paired_difference(reference_correct, correct)
+        reference, reference_correct = (emb, correct) if first else (reference, reference_correct)
         results.append({"name": fe.name, "model": fe.describe(), "report": report,
-                        "scores": scores, "agreement": agreement})
+                        "scores": scores, "agreement": agreement, "paired": paired})
     return {"pairs": {"source": pairs.source, "n_pairs": len(pairs.labels), "n_images": len(paths),
                       "skipped": pairs.skipped}, "models": results}
 
@@ -99,13 +105,14 @@ def markdown_table(result: dict, names: list[str] | None = None) -> str:
     models = result["models"]
     fars = list(models[0]["report"]["tar_at_far"])
     head = (["model", "accuracy (%)", "threshold"] + [f"TAR@FAR={f} (%)" for f in fars]
-            + ["EER (%)", "AUC", "cosine to first (mean / min)"])
+            + ["EER (%)", "AUC", "cosine to first (mean / min)", "accuracy vs first (paired test)"])
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in zip(names or [m["name"] for m in models], models):
-        r, agree = m["report"], m["agreement"]
+        r, agree, paired = m["report"], m["agreement"], m.get("paired")
         cells = ([name, f"{100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}", f"{r['threshold']:.3f}"]
                  + [f"{100 * r['tar_at_far'][f]:.2f}" for f in fars]
                  + [f"{100 * r['eer']:.2f}", f"{r['auc']:.4f}",
-                    f"{agree['mean']:.4f} / {agree['min']:.4f}" if agree else "(reference)"])
+                    f"{agree['mean']:.4f} / {agree['min']:.4f}" if agree else "(reference)",
+                    paired["text"] if paired else "(reference)"])
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -1,24 +1,32 @@
 """python -m mfn_tf2.export on a trained tiny model: every format, metadata, parity, Android assets."""
 import json
+import os
 import re
 
 import numpy as np
 import pytest
 
-from conftest import golden_cosines, run_cli
+from conftest import golden_cosines, make_face_tree, run_cli
 
 ALL = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
+TFLITE = ("model_fp32.tflite", "model_fp16.tflite", "model_dynamic.tflite", "model_int8.tflite",
+          "model_qat_int8.tflite")
+FARS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+PAIRED = re.compile(r"[+-]\d+\.\d\d points? \(\d+ pairs gained, \d+ lost; exact McNemar p = \S+: "
+                    r"(not )?distinguishable from chance\)")
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):
-    """The tiny run exported in every format (loose parity bounds: the model is barely trained)."""
+    """The tiny run exported in every format (loose parity bounds: the model is barely trained);
+    thresholds on 150 faces of 30 people (10,875 different-person pairs: FAR down to 1e-3)."""
     save_dir, faces, pairs = tiny_run
     out = tmp_path_factory.mktemp("export") / "tiny"
     assets = out.parent / "assets"
+    calibration = make_face_tree(out.parent / "calibration", n_ids=30, n_imgs=5)
     proc = run_cli("export", save_dir, "--out", out, "--representative_dir", faces,
                    "--train_directory", faces, "--batch_size", "8", "--num_calibration", "20", "--qat_epochs", "0.5",
-                   "--pairs_filename", pairs, "--data_directory", faces,
+                   "--pairs_filename", pairs, "--data_directory", faces, "--calibration_dir", calibration,
                    "--max_accuracy_drop", "100", "--min_cosine", "0", "--android_assets", assets)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, assets, proc
@@ -36,6 +44,73 @@ def test_every_format_written_and_reported(exported):
     assert all(len(v) == 2 for v in report["latency_ms_p50"].values())
     assert "| qat_int8 |" in (out / "report.md").read_text() and "| int8 |" in proc.stdout
     assert not list(out.glob(".tmp*")), "temporary files left behind"
+
+
+def _strings(value):
+    """Every string inside a JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_every_tflite_file_has_its_own_thresholds(exported):
+    out, _, _ = exported
+    meta = json.loads((out / "metadata.json").read_text())
+    rows = meta["thresholds"]
+    assert sorted({r["file"] for r in rows}) == sorted(TFLITE)
+    keys = {"file", "far", "cosine", "far_measured", "far_ci95", "tar", "tar_ci95", "false_accepts",
+            "impostor_pairs", "genuine_pairs", "measured_on", "measurable"}
+    for name in TFLITE:
+        own = [r for r in rows if r["file"] == name]
+        assert [r["far"] for r in own] == FARS and all(keys <= set(r) for r in own)
+        assert [r["measurable"] for r in own] == [True, True, False, False, False]  # 10,875 pairs
+        for r in own:
+            assert (r["impostor_pairs"], r["genuine_pairs"]) == (150 * 149 // 2 - 30 * 10, 30 * 10)
+            assert r["measured_on"] == os.path.relpath(out.parent / "calibration", out) == "../calibration"
+            if r["measurable"]:
+                assert r["far_measured"] <= r["far"] and r["far_ci95"][0] <= r["far_measured"] <= r["far_ci95"][1]
+                assert -1 <= r["cosine"] <= 1 and r["tar_ci95"][0] <= r["tar"] <= r["tar_ci95"][1]
+            else:
+                assert r["cosine"] is None and "not measurable with 10,875 impostor pairs" in r["note"]
+    # Each file's thresholds come from its own scores: the int8 files' differ from fp32's.
+    at = {(r["file"], r["far"]): r["cosine"] for r in rows}
+    assert at[("model_int8.tflite", 1e-3)] != at[("model_fp32.tflite", 1e-3)]
+    # The recommended point: FAR 1e-3 on one of the int8 files, the paired comparison saying which.
+    thr = meta["threshold"]
+    assert thr["file"] in ("model_int8.tflite", "model_qat_int8.tflite") and thr["far"] == 1e-3
+    assert thr["cosine"] == at[(thr["file"], 1e-3)] and thr["measured_on"] == "../calibration"
+    assert PAIRED.search(thr["why"]) and "qat_int8 against int8" in thr["why"]
+    assert not [v for v in _strings(meta) if os.path.isabs(v) or str(out.parent) in v]
+
+
+def test_report_gives_every_model_its_paired_test_against_float(exported, tiny_run):
+    out, _, _ = exported
+    report = json.loads((out / "report.json").read_text())
+    models = report["models"]
+    assert models[0]["paired"] is None
+    for m in models[1:]:
+        p = m["paired"]
+        assert PAIRED.fullmatch(p["text"]) and p["test"] == "exact McNemar, two-sided"
+        assert p["n_pairs"] == report["pairs"]["n_pairs"] and 0 <= p["p_value"] <= 1
+        # Pairs counted one by one (24 pairs in 10 folds of 3 or 2: not the mean of the folds' accuracies).
+        assert p["difference_points"] == pytest.approx(100 * (p["gained"] - p["lost"]) / p["n_pairs"], abs=1e-9)
+        assert p["gained"] + p["lost"] <= p["n_pairs"] and (p["gained"] + p["lost"] > 0 or p["p_value"] == 1.0)
+    assert not os.path.isabs(report["pairs"]["source"]) and report["pairs"]["source"] == os.path.relpath(tiny_run[2], out)
+    md = (out / "report.md").read_text()
+    qat = next(m for m in models if m["format"] == "qat_int8")
+    assert qat["paired"]["text"] in md and "## Thresholds" in md
+    # The int8 table carries the same paired test as the verification table.
+    assert [r["paired"] for r in report["int8"]] == [m["paired"] for m in models if m["format"] in ("int8", "qat_int8")]
+    int8_rows = [line for line in md.splitlines() if line.startswith(("| int8 |", "| qat_int8 |"))]
+    assert "| vs float (paired test) |" in md
+    assert len([line for line in int8_rows if PAIRED.search(line)]) == 4  # the verification and int8 tables
+    assert f"Recommended for apps: `{report['threshold']['file']}`" in md
+    assert "| `model_qat_int8.tflite` | 0.001 |" in md and "not measurable with 10,875" in md
 
 
 def test_qat_runs_a_fraction_of_an_epoch(exported):
@@ -95,3 +170,20 @@ def test_parity_failure_exits_non_zero_and_keeps_files(tiny_run, tmp_path):
     assert "FAIL" in (out / "report.md").read_text()
     assert (out / "model_int8.tflite").exists() and (out / "model_fp32.tflite").exists()
     assert not (out / "model_fp16.tflite").exists()
+    # Thresholds on --data_directory's 48 faces (1,008 different-person pairs): FAR 1e-2 only, and said so.
+    thr = json.loads((out / "metadata.json").read_text())["threshold"]
+    assert thr["file"] == "model_int8.tflite" and thr["far"] == 1e-2 and thr["measured_on"] == os.path.relpath(faces, out)
+    assert "FAR 0.001 is not measurable on 1,008 different-person pairs" in thr["why"]
+
+
+def test_calibration_folder_too_small_fails_before_converting(tiny_run, tmp_path):
+    save_dir, faces, pairs = tiny_run
+    small = make_face_tree(tmp_path / "small", n_ids=6, n_imgs=5)
+    out = tmp_path / "out"
+    proc = run_cli("export", save_dir, "--out", out, "--formats", "fp32", "--pairs_filename", pairs,
+                   "--data_directory", faces, "--representative_dir", faces, "--calibration_dir", small)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --calibration_dir {small}: 30 images give 375 different-person pairs, too few to measure "
+        "FAR 0.01 (it needs 1000); add images or identities")
+    assert not (out / "model_fp32.tflite").exists()
