@@ -36,7 +36,7 @@ from mfn_tf2.reports import render_markdown, render_text
 _TRAIN_FIELDS = ("optimizer", "mixed_precision")
 
 
-def build_parser(preset: str = "seed") -> argparse.ArgumentParser:
+def build_parser(preset: str = "keras_original") -> argparse.ArgumentParser:
     """Every flag of ``python -m mfn_tf2.benchmark``; model defaults come from ``preset``."""
     p = argparse.ArgumentParser(prog="python -m mfn_tf2.benchmark", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -52,8 +52,9 @@ def build_parser(preset: str = "seed") -> argparse.ArgumentParser:
     p.add_argument("--markdown", help="also write the report as a markdown table here")
     t = p.add_argument_group("training speed (--train)")
     t.add_argument("--train", action="store_true", help="measure training images/s of the model flags")
-    t.add_argument("--preset", choices=sorted(C.MODEL_PRESETS), default="seed",
-                   help="model configuration to start from; model flags override it (default: seed)")
+    t.add_argument("--preset", choices=sorted(C.MODEL_PRESETS), default="keras_original",
+                   type=cli.named(C.MODEL_PRESETS, "--preset"),
+                   help="model configuration to start from; model flags override it (default: keras_original)")
     t.add_argument("--train_steps", type=int, default=10, help="timed optimizer steps (default: 10)")
     t.add_argument("--train_warmup", type=int, default=3, help="untimed steps first (default: 3)")
     t.add_argument("--classes", type=int, default=1000,
@@ -88,7 +89,7 @@ def _check_args(parser, ns) -> None:
 
 def main(argv=None) -> None:
     """Entry point of ``python -m mfn_tf2.benchmark``."""
-    parser = build_parser(cli.pre_parse(argv, preset=(C.MODEL_PRESETS, "seed")).preset)
+    parser = build_parser(cli.pre_parse(argv, preset=(C.MODEL_PRESETS, "keras_original")).preset)
     args = parser.parse_args(argv)
     _check_args(parser, args)
     configs = cli.build_configs(parser, args, {"model": C.ModelConfig, "data": C.DataConfig,

@@ -25,8 +25,12 @@ import re
 import sys
 import typing
 
+from mfn_tf2.config import RENAMED
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+# Old preset / recipe names already noted on stderr in this process.
+_NOTED: set[str] = set()
 
 
 def str2bool(text: str) -> bool:
@@ -61,6 +65,27 @@ _PARSERS = {
 }
 
 
+def named(table: dict, flag: str):
+    """The argparse ``type`` of a flag naming an entry of ``table`` (``--preset``, ``--recipe``).
+
+    An old name of ``config.RENAMED`` is taken as its new one, with a one-line
+    note on stderr (once per process).
+
+    Example:
+        >>> named({"keras_original": 1, "paper": 2}, "--preset")("paper")
+        'paper'
+    """
+    def parse(value: str) -> str:
+        new = RENAMED.get(value)
+        if new in table:
+            if value not in _NOTED:
+                _NOTED.add(value)
+                print(f"note: {flag} {value} is now called {new}", file=sys.stderr)
+            return new
+        return value
+    return parse
+
+
 def pre_parse(argv, **flags) -> argparse.Namespace:
     """Reads the few flags whose values set other flags' defaults (``--preset``, ``--recipe``).
 
@@ -72,12 +97,12 @@ def pre_parse(argv, **flags) -> argparse.Namespace:
         A namespace with just those flags; the rest of ``argv`` is ignored here.
 
     Example:
-        >>> pre_parse(["x", "--preset", "paper"], preset=(["seed", "paper"], "seed")).preset
+        >>> pre_parse(["x", "--preset", "paper"], preset=(["keras_original", "paper"], "keras_original")).preset
         'paper'
     """
     first = argparse.ArgumentParser(add_help=False)
     for name, (choices, default) in flags.items():
-        first.add_argument(f"--{name}", choices=sorted(choices), default=default)
+        first.add_argument(f"--{name}", choices=sorted(choices), default=default, type=named(choices, f"--{name}"))
     return first.parse_known_args(argv)[0]
 
 
@@ -123,7 +148,7 @@ def add_config_flags(parser, cls, *, skip=(), positional=(), defaults=None):
         text = f"{helps.get(f.name, '')} (default: {shown})"
         if f.name in positional:
             parser.add_argument(f.name, type=kind, help=helps.get(f.name, ""))
-        elif kind is str2bool:  # a bare --shuffle means true, as in the seed's scripts
+        elif kind is str2bool:  # a bare --shuffle means true, as in the original Keras implementation's scripts
             parser.add_argument(f"--{f.name}", type=kind, default=default, help=text,
                                 metavar=f.name.upper(), nargs="?", const=True)
         else:

@@ -9,18 +9,19 @@ from __future__ import annotations
 import argparse
 
 from mfn_tf2.backbones import build_backbone, complexity
-from mfn_tf2.cli import add_config_flags, build_configs, fail, pre_parse
+from mfn_tf2.cli import add_config_flags, build_configs, fail, named, pre_parse
 from mfn_tf2.config import MODEL_PRESETS, ModelConfig
 
 
 def main(argv=None) -> None:
     """``python -m mfn_tf2.model [--preset NAME] [model flags]``: prints the cost."""
-    known = pre_parse(argv, preset=(MODEL_PRESETS, "seed"))
+    known = pre_parse(argv, preset=(MODEL_PRESETS, "keras_original"))
     parser = argparse.ArgumentParser(
         prog="python -m mfn_tf2.model",
         description="Prints the parameters and multiply-adds of a backbone configuration.")
-    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="seed",
-                        help="base configuration; explicit flags override it (default: seed)")
+    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="keras_original",
+                        type=named(MODEL_PRESETS, "--preset"),
+                        help="base configuration; explicit flags override it (default: keras_original)")
     add_config_flags(parser, ModelConfig, defaults=MODEL_PRESETS[known.preset])
     ns = parser.parse_args(argv)
     cfg = build_configs(parser, ns, {"model": ModelConfig})["model"]

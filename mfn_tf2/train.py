@@ -34,7 +34,7 @@ from mfn_tf2.training import run
 CONFIGS = {"model": C.ModelConfig, "data": C.DataConfig, "eval": C.EvalConfig, "train": C.TrainConfig}
 
 
-def build_parser(recipe: str = "seed", preset: str | None = None) -> argparse.ArgumentParser:
+def build_parser(recipe: str = "keras_original", preset: str | None = None) -> argparse.ArgumentParser:
     """Every flag of ``python -m mfn_tf2.train``.
 
     Defaults come from the ``recipe`` (a whole run), the model's from ``preset`` when given.
@@ -49,11 +49,14 @@ def build_parser(recipe: str = "seed", preset: str | None = None) -> argparse.Ar
     p.add_argument("pairs_filename", help="verification pairs (LFW pairs.txt or 'path1 path2 label'); "
                    "a file that does not exist is generated from data_directory (--sample_type) "
                    "and saved there; 'none' generates pairs without saving them")
-    p.add_argument("--recipe", choices=sorted(C.RECIPES), default="seed",
-                   help="settings of a whole run to start from (cpu_demo: learns in minutes on a "
-                        "CPU); flags override it (default: seed)")
+    p.add_argument("--recipe", choices=sorted(C.RECIPES), default="keras_original",
+                   type=cli.named(C.RECIPES, "--recipe"),
+                   help="settings of a whole run to start from (keras_original: the original Keras "
+                        "implementation's defaults; cpu_demo: learns in minutes on a CPU); flags override it "
+                        "(default: keras_original)")
     p.add_argument("--preset", choices=sorted(C.MODEL_PRESETS), default=None,
-                   help="model configuration to start from (seed, paper, mbf); model flags override it")
+                   type=cli.named(C.MODEL_PRESETS, "--preset"),
+                   help="model configuration to start from (keras_original, paper, mbf); model flags override it")
     groups = {"model": "model", "data": "data generator", "eval": "evaluation (the periodic check)",
               "train": "training"}
     chosen = C.RECIPES[recipe]
@@ -68,7 +71,7 @@ def build_parser(recipe: str = "seed", preset: str | None = None) -> argparse.Ar
 
 def parse(argv=None) -> dict:
     """Parses argv into {"model", "data", "eval", "train"} configs (preset applied)."""
-    known = cli.pre_parse(argv, recipe=(C.RECIPES, "seed"), preset=(C.MODEL_PRESETS, None))
+    known = cli.pre_parse(argv, recipe=(C.RECIPES, "keras_original"), preset=(C.MODEL_PRESETS, None))
     parser = build_parser(known.recipe, known.preset)
     ns = parser.parse_args(argv)
     pairs = None if ns.pairs_filename.lower() == "none" else ns.pairs_filename

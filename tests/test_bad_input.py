@@ -365,7 +365,7 @@ def test_bad_flag(tmp_path, clean, row):
 def test_bare_boolean_flag_means_true():
     from mfn_tf2.train import parse
     args = ["faces", "lfw", "pairs.txt"]
-    assert parse(args + ["--shuffle"])["data"].shuffle is True      # the seed's spelling
+    assert parse(args + ["--shuffle"])["data"].shuffle is True      # the original Keras implementation's spelling
     assert parse(args + ["--shuffle", "false", "--flip"])["data"].shuffle is False
     assert parse(args + ["--flip"])["eval"].flip is True
 

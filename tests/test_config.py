@@ -78,3 +78,14 @@ def test_name_lists_are_what_the_modules_act_on():
     assert set(recognizer._OPTIMIZERS) == set(C.OPTIMIZERS)
     assert set(recognizer._DECAY) == set(C.LR_SCHEDULES)
     assert set(recognizer._POLICIES) | {"auto"} == set(C.PRECISIONS)
+
+
+def test_old_preset_and_recipe_names_still_work_with_a_note():
+    from conftest import run_cli
+    new = run_cli("model", "--preset", "keras_original")
+    old = run_cli("model", "--preset", "seed")
+    assert new.returncode == old.returncode == 0
+    assert old.stdout == new.stdout
+    assert old.stderr.count("note: --preset seed is now called keras_original") == 1
+    assert "seed" not in new.stderr
+    assert C.RENAMED["seed"] in C.RECIPES and C.RENAMED["seed"] in C.MODEL_PRESETS
