@@ -333,7 +333,7 @@ def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export
               "python -m mfn_tf2.export weights/ --out export/mine --train_directory YOUR_FACES/ "
               "--pairs_filename LFW/pairs.txt --data_directory LFW/",
               "python -m mfn_tf2.benchmark export/mine/*.tflite --threads 1,2,4", "```", "",
-              "On a GPU machine drop the CPU recipe and use the seed defaults on all GPUs: "
+              "On a GPU machine drop the CPU recipe and use the original Keras implementation's defaults on all GPUs: "
               "`python -m mfn_tf2.train FACES/ LFW/ LFW/pairs.txt --preset paper --gpu 0,1 --mixed_precision auto`.",
               "", "Data: Labeled Faces in the Wild (Huang et al., 2007), see data/README.md.", ""]
     return "\n".join(lines)
