@@ -7,9 +7,10 @@ mapped onto fixed template points by the similarity transform (rotation,
 uniform scale, translation) that fits them best in least squares (Umeyama
 1991), and the image is warped with it (bilinear, black outside). The
 templates are insightface's: ArcFace's 112x112 and the 112x96 one of
-SphereFace/CosFace (the same points, 8 px to the left). A model of another
-input size gets the template scaled to it, so the warp lands directly at the
-model's size.
+SphereFace/CosFace (the same points, 8 px to the left); and "lfw_a", the
+layout of the bundled LFW faces, which models trained on them expect. A model
+of another input size gets the template scaled to it, so the warp lands
+directly at the model's size.
 
     # a folder of photos + a detector's landmarks -> aligned 112x112 faces (same sub-folders)
     python -m mfn_tf2.align photos/ landmarks.csv aligned/ --template 112x112
@@ -38,9 +39,14 @@ from mfn_tf2.images import ImageError, read_rgb
 # insightface's ArcFace template: (x, y) of the 5 points in a 112x112 face.
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                         [41.5493, 92.3655], [70.7299, 92.2041]], np.float64)
+# The layout of the bundled faces (data/lfw_demo: LFW-a, the central 112x112 of its 144x144 crop) as the
+# kit's detector (MTCNN) sees it: the mean landmarks of 686 of its training images, in 112x112 pixels.
+# Models trained on those faces expect it (face ~1.25x larger than ArcFace's, eyes 8 px higher).
+LFW_A_112 = np.array([[34.35, 43.86], [78.57, 42.93], [56.40, 69.30], [37.94, 92.25], [76.35, 91.66]], np.float64)
 # name -> (points, (height, width)); 112x96 is the same face 8 px narrower on each side.
 TEMPLATES = {"112x112": (ARCFACE_112, (112, 112)),
-             "112x96": (ARCFACE_112 - [8.0, 0.0], (112, 96))}
+             "112x96": (ARCFACE_112 - [8.0, 0.0], (112, 96)),
+             "lfw_a": (LFW_A_112, (112, 112))}
 
 
 class AlignError(ValueError):
@@ -114,10 +120,11 @@ def align_face(image: np.ndarray, landmarks, template: str = "112x112",
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def align_faces(images, size: tuple[int, int], landmarks) -> np.ndarray:
-    """Photos + (N, 5, 2) landmarks -> (N, height, width, 3) faces on the template of a model's
-    input ``size`` (``template_for``), warped directly at that size."""
-    return np.stack([align_face(im, p, template_for(size), size) for im, p in zip(images, landmarks)])
+def align_faces(images, size: tuple[int, int], landmarks, template: str | None = None) -> np.ndarray:
+    """Photos + (N, 5, 2) landmarks -> (N, height, width, 3) faces on ``template`` (None: ``template_for(size)``)
+    scaled to a model's input ``size``, warped directly at that size."""
+    template = template or template_for(size)
+    return np.stack([align_face(im, p, template, size) for im, p in zip(images, landmarks)])
 
 
 def _row_points(source: str, values: list[str]) -> np.ndarray:
@@ -201,6 +208,6 @@ def align_folder(images_dir: str, landmarks_file: str, out_dir: str, template: s
     return {"written": written, "skipped": skipped}
 
 
-__all__ = ["ARCFACE_112", "TEMPLATES", "AlignError", "similarity_transform", "template_points",
+__all__ = ["ARCFACE_112", "LFW_A_112", "TEMPLATES", "AlignError", "similarity_transform", "template_points",
            "template_for", "warp_matrix", "align_face", "align_faces", "read_landmarks", "write_face", "outside",
            "align_folder"]

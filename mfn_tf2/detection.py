@@ -76,8 +76,8 @@ def _mtcnn():
             raise DetectionError(f"face detection needs the mtcnn package ({err}): "
                                  "pip install mtcnn==1.0.0 (or pip install -e . in the repository)") from None
         if not pnet.L.__name__.startswith("tf_keras"):
-            raise RuntimeError(f"mtcnn got {pnet.L.__name__} instead of tf-keras {keras.__version__}: "
-                               "import mfn_tf2.backend before tensorflow")
+            raise DetectionError(f"mtcnn got {pnet.L.__name__} instead of tf-keras {keras.__version__}: "
+                                 "import mfn_tf2.backend before tensorflow")
         _detector = mtcnn.MTCNN()
     return _detector
 
@@ -214,7 +214,7 @@ def _in_model(points: np.ndarray, shape, size, box) -> np.ndarray:
     return (points - [left, top]) * [size[1] / (right - left), size[0] / (bottom - top)]
 
 
-def crop_check(paths, size: tuple[int, int], box=None, sample: int = CROP_SAMPLE) -> dict:
+def crop_check(paths, size: tuple[int, int], box=None, template: str | None = None, sample: int = CROP_SAMPLE) -> dict:
     """Whether images look like face crops for a model of input ``size``, from a sample.
 
     A sampled image is "not a crop" when it (or its ``box``) is larger than ``SIZE_RATIO``
@@ -227,13 +227,14 @@ def crop_check(paths, size: tuple[int, int], box=None, sample: int = CROP_SAMPLE
         paths: the images (a spread sample of ``sample`` is probed).
         size: the model's (height, width).
         box: the embedder's crop (left, top, right, bottom) or None.
+        template: the layout the model expects (``alignment.TEMPLATES``; None: ``template_for(size)``).
         sample: images probed.
 
     Returns:
         {"sampled": n, "not_crops": [(path, why)], "crops": bool (fewer than half not crops)}.
     """
     chosen = sorted({paths[int(k)] for k in np.linspace(0, len(paths) - 1, min(sample, len(paths)))}) if paths else []
-    target, not_crops = template_points(template_for(size), size)[0], []
+    target, not_crops = template_points(template or template_for(size), size)[0], []
     for path in chosen:
         image = read_rgb(path)
         height, width = image.shape[:2]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfn_tf2.alignment import align_faces
+from mfn_tf2.alignment import TEMPLATES, align_faces, template_for
 from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD
 from mfn_tf2.detection import largest_landmarks
 from mfn_tf2.images import read_rgb
@@ -37,11 +37,13 @@ class EmbedderError(ModelError):
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How pixels become model input. Quantization comes from the model itself."""
+    """How pixels become model input (template: the 5-point layout photos are aligned to, ``alignment.TEMPLATES``;
+    None: ArcFace's for the input's aspect). Quantization comes from the model itself."""
     mean: float = PIXEL_MEAN
     std: float = PIXEL_STD
     bgr: bool = False
     crop: tuple[int, int, int, int] | None = None
+    template: str | None = None
 
 
 class _Keras:
@@ -49,8 +51,7 @@ class _Keras:
 
     def __init__(self, model):
         self.model = model
-        # A plain graph call, 2-3x faster than eager; not predict_on_batch, which would run
-        # under the training strategy (a collective) when used from a callback.
+        # A plain graph call, 2-3x faster than eager; not predict_on_batch (a collective under the training strategy).
         from mfn_tf2.backend import tf
         self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         _, self.height, self.width, _ = model.input_shape
@@ -145,9 +146,8 @@ class _TFLite:
     def __init__(self, path: str, num_threads: int, output: str | None):
         self.interp = open_interpreter(path, num_threads)
         inputs = self.interp.get_input_details()
-        self.height, self.width = _image_input(path, [(d["name"], _shape(d["shape_signature"]
-                                                                        if len(d["shape_signature"]) else d["shape"]))
-                                                      for d in inputs])
+        shapes = [(d["name"], _shape(d["shape_signature"] if len(d["shape_signature"]) else d["shape"])) for d in inputs]
+        self.height, self.width = _image_input(path, shapes)
         self.input = inputs[0]
         outputs = self.interp.get_output_details()
         index, self.note = pick_output(path, [(d["name"], _shape(d["shape"])) for d in outputs], output)
@@ -203,17 +203,16 @@ class FeatureExtractor:
     Args:
         model: path to a .tflite file, a SavedModel folder or a training
             directory, or an in-memory Keras model (normalised float input).
-        mean, std, bgr, crop: pre-processing; None takes the model's
-            metadata.json, else the kit's defaults (127.5, 128, RGB, no crop).
+        mean, std, bgr, crop, template: pre-processing; None takes the model's metadata.json,
+            else the kit's defaults (127.5, 128, RGB, no crop, ArcFace's template).
         flip: add the embedding of the mirrored image before normalising.
         batch_size: images per model call.
         num_threads: LiteRT threads for .tflite models.
         output: for a model with several outputs, the embedding's name or
             index; None takes the (batch, D) output with the largest D. Which
             one was taken is in ``note`` and ``describe()``.
-        detect, min_score: images are raw photos: the largest face of each (``mfn_tf2.detection``,
-            confidence >= min_score) is warped onto the template at the model's input size (no
-            ``crop``); a photo with no face is a ``DetectionError`` naming it.
+        detect, min_score: raw photos: the largest face of each (``mfn_tf2.detection``, confidence >= min_score)
+            is warped onto the template at the model's input size (no crop); no face: ``DetectionError``.
 
     Raises:
         ModelError: a path that is no model or cannot be opened (``mfn_tf2.models``);
@@ -225,7 +224,7 @@ class FeatureExtractor:
         (1, 128)
     """
 
-    def __init__(self, model, *, mean=None, std=None, bgr=None, crop=None, flip=False,
+    def __init__(self, model, *, mean=None, std=None, bgr=None, crop=None, template=None, flip=False,
                  batch_size: int = 64, num_threads: int = 2, output: str | None = None,
                  detect: bool = False, min_score: float = 0.9):
         is_path = isinstance(model, (str, os.PathLike))
@@ -233,9 +232,11 @@ class FeatureExtractor:
         self.backend = _open_path(self.name, num_threads, output) if is_path else _Keras(model)
         self.note = getattr(self.backend, "note", "")
         meta = model_metadata(self.name) if is_path else {}
-        given = {"mean": mean, "std": std, "bgr": bgr, "crop": crop}
+        given = {"mean": mean, "std": std, "bgr": bgr, "crop": crop, "template": template}
         self.pre = Preprocessing(**{k: v if v is not None else meta.get(k, getattr(Preprocessing, k))
                                     for k, v in given.items()})
+        if self.pre.template not in (None, *TEMPLATES):
+            raise EmbedderError(f"{self.name}: template {self.pre.template!r}: expected one of {sorted(TEMPLATES)}")
         self.flip, self.batch_size, self.detect, self.min_score = flip, batch_size, detect, min_score
 
     @property
@@ -249,7 +250,8 @@ class FeatureExtractor:
                 "input_dtype": np.dtype(self.backend.dtype).name,
                 "input_quantization": list(self.backend.in_quant or ()),
                 "output": getattr(self.backend, "output_name", None),
-                "mean": self.pre.mean, "std": self.pre.std, "bgr": self.pre.bgr, "flip": self.flip, "detect": self.detect}
+                "mean": self.pre.mean, "std": self.pre.std, "bgr": self.pre.bgr, "flip": self.flip,
+                "detect": self.detect, "template": self.pre.template or template_for(self.input_size)}
 
     def _prepare(self, images: np.ndarray, box) -> np.ndarray:
         """uint8/float 0-255 RGB (N, H, W, 3) of any size -> the model's input tensor."""
@@ -275,12 +277,10 @@ class FeatureExtractor:
         """Embeds one RGB image (H, W, 3) or a batch (N, H, W, 3); uint8 or float 0-255.
 
         Args:
-            images: already aligned face crops, or photos when ``landmarks`` is
-                given or the extractor was made with ``detect=True``.
-            landmarks: (5, 2) or (N, 5, 2) detector points (x, y) per image (eyes,
-                nose, mouth corners): each image is first warped onto the ArcFace
-                template at the model's input size (``mfn_tf2.alignment``).
-                With ``detect=True`` and no landmarks, the detector's are used.
+            images: already aligned face crops, or photos when ``landmarks`` is given or ``detect`` is set.
+            landmarks: (5, 2) or (N, 5, 2) detector points (x, y) per image (eyes, nose, mouth corners):
+                each image is first warped onto the template at the model's input size (``mfn_tf2.alignment``).
+                With ``detect`` and no landmarks, the detector's are used.
 
         Returns:
             (N, D) float32 L2-normalised embeddings.
@@ -297,7 +297,7 @@ class FeatureExtractor:
         if points.shape[-2:] != (5, 2) or points.reshape(-1, 5, 2).shape[0] != len(images):
             raise EmbedderError(f"landmarks have shape {points.shape}: expected (5, 2) points (x, y) "
                                 f"per image, for {len(images)} image(s)")
-        return self._embed(align_faces(images, self.input_size, points.reshape(-1, 5, 2)), aligned=True)
+        return self._embed(align_faces(images, self.input_size, points.reshape(-1, 5, 2), self.pre.template), True)
 
     def embed_paths(self, paths, progress: bool = False) -> np.ndarray:
         """Embeds image files (read as RGB; with ``detect``, their largest faces aligned), ``batch_size`` at a time.
@@ -316,7 +316,7 @@ class FeatureExtractor:
             chunk = paths[start:start + self.batch_size]
             images = [read_rgb(p) for p in chunk]
             if self.detect:  # faces warped at the model's size: no crop box
-                images = align_faces(images, self.input_size, largest_landmarks(chunk, self.min_score))
+                images = align_faces(images, self.input_size, largest_landmarks(chunk, self.min_score), self.pre.template)
             out.append(self._embed(images, aligned=self.detect))
             bar.update(len(chunk))
         bar.close()

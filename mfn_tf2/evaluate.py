@@ -41,6 +41,7 @@ import io
 import sys
 
 from mfn_tf2 import cli
+from mfn_tf2.alignment import TEMPLATES
 from mfn_tf2.binsets import bin_tables, read_bin, verify_bins
 from mfn_tf2.config import EvalConfig
 from mfn_tf2.detection import DetectionError, crop_check, crop_line, detection_lines, pairs_with_faces
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detect", action="store_true",
                    help="the pairs name raw photos: find (MTCNN), align and embed the largest face of each; "
                         "pairs with a photo where no face is found are left out, named and counted")
+    p.add_argument("--template", choices=sorted(TEMPLATES),
+                   help="the 5-point layout faces are aligned to with --detect (default: the model's "
+                        "metadata.json, else ArcFace's for its input's aspect; lfw_a: the bundled LFW faces' "
+                        "layout, for models trained on them)")
     p.add_argument("--min_score", type=float, default=0.9,
                    help="with --detect: the detector's confidence a face needs, in (0, 1) (default: 0.9)")
     p.add_argument("--crop_check", type=cli.str2bool, default=True, metavar="true|false",
@@ -109,7 +114,8 @@ def main(argv=None) -> None:
         bin_sets = [read_bin(p) for p in cfg.verification_sets]
         extractors = [FeatureExtractor(m, mean=cfg.mean, std=cfg.std, bgr=cfg.bgr, crop=cfg.crop,
                                        flip=cfg.flip, batch_size=cfg.batch_size, num_threads=ns.num_threads,
-                                       output=ns.output, detect=ns.detect, min_score=ns.min_score)
+                                       output=ns.output, detect=ns.detect, min_score=ns.min_score,
+                                       template=ns.template)
                       for m in ns.models]
         for fe in extractors:
             if fe.note:
@@ -137,8 +143,9 @@ def _faces_or_crops(ns, pairs, extractors):
         for line in detection_lines(info):
             print(line)
         return pairs, info
-    for size, box in {(fe.input_size, tuple(fe.pre.crop or ()) or None) for fe in extractors} if ns.crop_check else ():
-        check = crop_check(pairs.unique_paths(), size, box)
+    looks = {(fe.input_size, tuple(fe.pre.crop or ()) or None, fe.pre.template) for fe in extractors}
+    for size, box, template in looks if ns.crop_check else ():
+        check = crop_check(pairs.unique_paths(), size, box, template)
         if not check["crops"]:
             raise DetectionError(crop_line(check, size, pairs.source))
     return pairs, None

@@ -14,6 +14,8 @@ import pytest
 from conftest import DEMO_DATA, REPO
 from mfn_tf2.detection import (DetectionError, Face, crop_check, detect_faces, largest_landmarks,
                                pairs_with_faces)
+from mfn_tf2.alignment import TEMPLATES, align_face
+from mfn_tf2.embedders import EmbedderError
 from mfn_tf2.images import read_rgb
 from mfn_tf2.pairs import PairSet
 
@@ -167,6 +169,21 @@ def test_feature_extractor_detect_embeds_the_aligned_largest_face(tmp_path):
     write_photo(tmp_path / "blank.jpg", np.clip(scene(np.random.default_rng(3)), 0, 255).astype(np.uint8))
     with pytest.raises(DetectionError, match="blank.jpg: no face found"):
         detecting.embed_paths([str(tmp_path / "p.jpg"), str(tmp_path / "blank.jpg")])
+    # another layout: the face warped onto it at the model's size, then embedded as a crop
+    lfw_a = FeatureExtractor(str(DEMO_MODEL), detect=True, template="lfw_a")
+    aligned = align_face(photo, landmarks, "lfw_a", plain.input_size)
+    np.testing.assert_allclose(lfw_a.infer(photo), plain.infer(aligned), atol=1e-6)
+    assert lfw_a.describe()["template"] == "lfw_a" and detecting.describe()["template"] == "112x112"
+    with pytest.raises(EmbedderError, match="template 'square': expected one of"):
+        FeatureExtractor(str(DEMO_MODEL), template="square")
+
+
+def test_lfw_a_template_is_the_bundled_faces_layout():
+    """The held-out bundled crops (people the constant was not measured on) put their landmarks there."""
+    crops = sorted(DEMO_DATA.glob("heldout/*/*.jpg"))[::37][:40]
+    found = np.mean([crop_landmarks(read_rgb(p)) for p in crops], axis=0) * 112 / 64  # the crops are 64 px
+    assert np.abs(found - TEMPLATES["lfw_a"][0]).max() < 2.0, np.round(found, 2)
+    assert np.abs(found - TEMPLATES["112x112"][0]).max() > 6.0  # not ArcFace's: eyes higher, face larger
 
 
 def test_pairs_with_faces_leaves_out_and_names_photos_without_a_face(tmp_path):

@@ -185,3 +185,5 @@ def test_evaluate_without_detect_on_photos_points_to_detect(raw_pairs, tmp_path)
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {photos / 'broken.jpg'}: cannot read image")
     proc = run_main("evaluate", DEMO_MODEL, "--bin", "lfw.bin", "--detect")
     assert proc.returncode == 2 and "--detect is for pairs of raw photos" in proc.stderr
+    proc = run_main("evaluate", DEMO_MODEL, "--pairs_filename", pairs_file, "--detect", "--template", "square")
+    assert proc.returncode == 2 and "--template: invalid choice: 'square'" in proc.stderr
