@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+", metavar="PATH",
                    help="IMAGES LANDMARKS OUT, or PHOTOS OUT with --detect (outputs: same relative paths, PNG)")
     p.add_argument("--template", choices=sorted(TEMPLATES), default="112x112",
-                   help="ArcFace 112x112 (default) or the 112x96 variant")
+                   help="ArcFace 112x112 (default), its 112x96 variant, or lfw_a (the bundled LFW faces' layout, "
+                        "112x112: for models trained on them)")
     p.add_argument("--detect", action="store_true", help="find the faces in the photos (no landmarks file)")
     p.add_argument("--all_faces", action="store_true", help="with --detect: every face, not only the largest")
     p.add_argument("--min_score", type=float, default=0.9,
