@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from mfn_tf2 import config as C
+from mfn_tf2.fileio import size_mb
 from mfn_tf2.images import ImageError, folder_images, read_rgb, warn_skipped
 from mfn_tf2.latency import (LatencyError, savedmodel_throughput, timed, tflite_latency,
                              tflite_throughput)
@@ -61,7 +62,7 @@ def delegation(path: str, threads: int) -> dict:
 
 def bench_tflite(path: str, args, images) -> dict:
     """Latency per thread count at batch 1, throughput at ``--batch``, size and delegation."""
-    result = {"model": path, "kind": "tflite", "size_mb": os.path.getsize(path) / 2**20, "runs": []}
+    result = {"model": path, "kind": "tflite", "size_mb": size_mb(path), "runs": []}
     for threads in args.threads:
         stats = tflite_latency(path, threads, runs=args.runs, warmup=args.warmup, images=images)
         stats["throughput"] = tflite_throughput(path, threads, args.batch, images=images)
@@ -200,7 +201,7 @@ def bench_exports(export_dir: str, files: dict) -> list[dict]:
         if name.endswith(".tflite"):
             path = os.path.join(export_dir, name)
             lat = {t: tflite_latency(path, threads=t, runs=100, warmup=10) for t in (1, 2)}
-            rows.append({"format": fmt, "file": name, "size_mb": os.path.getsize(path) / 1e6,
+            rows.append({"format": fmt, "file": name, "size_mb": size_mb(path),
                          "p50_1": lat[1]["p50"], "p50_2": lat[2]["p50"], "p90_2": lat[2]["p90"],
                          "not_delegated": reference_only_ops(path)})
     return rows

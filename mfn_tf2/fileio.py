@@ -24,6 +24,31 @@ import shutil
 import tempfile
 
 
+# Megabytes, as every size the kit prints or writes counts them: 10**6 bytes (not 2**20).
+MB = 10**6
+
+
+def size_mb(path: str) -> float:
+    """The size of a file, or of every file under a folder (a SavedModel), in MB (10**6 bytes).
+
+    Args:
+        path: a file or a folder.
+
+    Returns:
+        The total size in megabytes.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> write_bytes(os.path.join(d, "a.bin"), bytes(1500000))
+        >>> size_mb(os.path.join(d, "a.bin")), size_mb(d)
+        (1.5, 1.5)
+    """
+    if not os.path.isdir(path):
+        return os.path.getsize(path) / MB
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs) / MB
+
+
 class OutputError(OSError):
     """An output folder that cannot be used (unwritable, full, locked)."""
 
@@ -99,7 +124,7 @@ def check_writable(folder: str, min_free_mb: float = 50.0) -> None:
     except OSError as err:
         raise OutputError(errno.EACCES, f"{folder}: cannot write here ({err.strerror}); "
                           "choose another output folder") from None
-    free_mb = shutil.disk_usage(folder).free / 2**20
+    free_mb = shutil.disk_usage(folder).free / MB
     if free_mb < min_free_mb:
         raise OutputError(errno.ENOSPC, f"{folder}: only {free_mb:.0f} MB free on its disk "
                           f"(need at least {min_free_mb:.0f} MB)")

@@ -25,6 +25,7 @@ import platform
 
 from mfn_tf2 import config as C
 from mfn_tf2.allocator import malloc_in_use
+from mfn_tf2.fileio import size_mb
 
 # /proc/cpuinfo flag -> name, for int8 dot products and bf16 arithmetic.
 INT8_FLAGS = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8",
@@ -179,8 +180,7 @@ def export_markdown(out: str, source: str, result: dict, names: list[str], files
              "|---|---|---|---|---|---|"]
     verdict = {os.path.basename(p["model"]): ("ok" if p["ok"] else f"FAIL: {p['why']}") for p in parity}
     for fmt, path in files.items():
-        size = (sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-                if os.path.isdir(path) else os.path.getsize(path)) / 1e6
+        size = size_mb(path)
         lat = latency.get(fmt, {})
         lines.append(f"| {fmt} | {os.path.basename(path)} | {size:.2f} | {lat.get(1, '-')} | {lat.get(2, '-')} | "
                      f"{verdict.get(os.path.basename(path), 'reference')} |")
