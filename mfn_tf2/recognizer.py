@@ -22,6 +22,7 @@ import os
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.head import ArcFace
 from mfn_tf2.backbones import build_backbone
+from mfn_tf2.machine import has_bf16
 
 
 class Recognizer(keras.Model):
@@ -214,7 +215,7 @@ def set_precision(mode: str) -> str:
     """
     if mode == "auto":
         mode = "float16" if tf.config.list_physical_devices("GPU") else (
-            "bfloat16" if _cpu_has_bf16() else "off")
+            "bfloat16" if has_bf16() else "off")
     keras.mixed_precision.set_global_policy(_POLICIES[mode])
     before = os.environ.get(FPMATH_VARIABLE)
     if mode == "bf32":
@@ -242,12 +243,3 @@ def _convs_in_bf16() -> bool:
     got = tf.cast(tf.nn.conv2d(x, k, 1, "VALID"), tf.float64)
     want = tf.einsum("nhwc,co->nhwo", tf.cast(x, tf.float64), tf.cast(k[0, 0], tf.float64))
     return float(tf.reduce_max(tf.abs(got - want)) / tf.reduce_max(tf.abs(want))) > 1e-4
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
