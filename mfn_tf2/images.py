@@ -142,4 +142,26 @@ def read_rgb(path) -> np.ndarray:
         raise ImageError(f"{path}: cannot read image ({err})") from None
 
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageError", "image_format", "read_rgb", "split_images", "folder_images", "warn_skipped"]
+def encode_png(rgb: np.ndarray) -> bytes:
+    """The kit's one PNG encoder: an 8-bit image as lossless PNG bytes.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB, or (H, W) uint8 grayscale.
+
+    Returns:
+        The PNG file's bytes (write them with ``fileio.write_bytes``).
+
+    Example:
+        >>> import tempfile, os
+        >>> face = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+        >>> path = os.path.join(tempfile.mkdtemp(), "face.png")
+        >>> _ = open(path, "wb").write(encode_png(face))
+        >>> bool((read_rgb(path) == face).all())
+        True
+    """
+    pixels = np.ascontiguousarray(rgb[..., ::-1] if rgb.ndim == 3 else rgb)  # OpenCV writes BGR
+    return cv2.imencode(".png", pixels)[1].tobytes()
+
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageError", "encode_png", "image_format", "read_rgb", "split_images", "folder_images",
+           "warn_skipped"]

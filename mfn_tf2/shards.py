@@ -32,19 +32,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import io
 import json
 import os
 
 import numpy as np
-from PIL import Image
 
 from mfn_tf2 import recordio
 from mfn_tf2.backend import tf
 from mfn_tf2.config import DataConfig
 from mfn_tf2.fileio import OutputLock, write_json
 from mfn_tf2.folders import DataError, labelled_examples, scan_folder, select_identities
-from mfn_tf2.images import ImageError, read_rgb, warn_skipped
+from mfn_tf2.images import ImageError, encode_png, read_rgb, warn_skipped
 
 MANIFEST = "manifest.json"
 LABELS = "labels.json"
@@ -72,9 +70,7 @@ def _encoded(path: str, reencode: bool) -> bytes:
     if not reencode:
         with open(path, "rb") as f:
             return f.read()
-    buffer = io.BytesIO()
-    Image.fromarray(read_rgb(path)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode_png(read_rgb(path))
 
 
 def _example(data: bytes, label: int) -> bytes:
