@@ -64,11 +64,6 @@ def is_recordio_directory(path: str) -> bool:
     return os.path.isfile(os.path.join(path, REC))
 
 
-def lrecord(cflag: int, length: int) -> int:
-    """The uint32 ``lrecord`` of a part: 3-bit cflag over a 29-bit length."""
-    return (cflag << _LENGTH_BITS) | length
-
-
 def _split_lrecord(value):
     """(cflag, length) of lrecord value(s) (ints or uint32 arrays)."""
     return value >> _LENGTH_BITS, value & ((1 << _LENGTH_BITS) - 1)
@@ -303,5 +298,5 @@ def scan_recordio(folder: str) -> RecordSet:
 
 
 __all__ = ["MAGIC", "REC", "IDX", "IR_HEADER", "RecordError", "RecordSet",
-           "is_recordio_directory", "lrecord", "read_index", "read_record", "unpack",
+           "is_recordio_directory", "read_index", "read_record", "unpack",
            "scan_recordio"]
