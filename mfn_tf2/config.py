@@ -413,18 +413,18 @@ class Recipe:
         model: the model configuration.
         data: the input pipeline (its train_directory is set by the user).
         train: the training loop.
-        note: what the recipe is for, and what it reached.
     """
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
-    note: str = "the original Keras implementation's defaults: large data on GPUs"
 
 
 RECIPES = {
+    # The original Keras implementation's defaults: large data on GPUs.
     "keras_original": Recipe(),
-    # Learns in minutes on two CPU cores (the demo): a small input, a gentler ArcFace
-    # (s 32, margin warmed up) and a short warm-up + cosine schedule. Learning rate 0.2
+    # Learns in minutes on two CPU cores (the demo: about 14 minutes with the export on
+    # LFW-sized data): a small input, a gentler ArcFace (s 32, margin warmed up) and a
+    # short warm-up + cosine schedule. Learning rate 0.2
     # and weight decay 1e-3 were the best of 7 runs of 14-16 epochs on the bundled
     # faces (README "The demo's recipe"): 88.9 % on its held-out pairs at 16 epochs,
     # 86.7 % in a 15-epoch `make demo` (runs differ by ~2 points; the old recipe: 86.6 %).
@@ -433,8 +433,7 @@ RECIPES = {
                           loss_scale=32.0, loss_margin=0.5),
         data=DataConfig(batch_size=128, aug_freq=0.5, min_images=2, valid_split_ratio=0.0, cache=True),
         train=TrainConfig(epochs=15, learning_rate=0.2, weight_decay=1e-3, warmup_epochs=1.0,
-                          margin_warmup_epochs=2.0, checkpoint_epochs=1, evaluate_epochs=5),
-        note="two CPU cores, about 14 minutes with the export, LFW-sized data"),
+                          margin_warmup_epochs=2.0, checkpoint_epochs=1, evaluate_epochs=5)),
 }
 
 # Old names of presets and recipes, still taken (``cli.named`` says the new name once).
