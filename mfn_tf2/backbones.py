@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from mfn_tf2 import layers
 from mfn_tf2.backend import keras
-from mfn_tf2.config import PRELU_SLOPES, ModelConfig, replace
+from mfn_tf2.config import PRELU_SLOPES, ModelConfig
 
 # Paper Table 1 bottlenecks: (expansion t, output channels c, repeats n, first stride s).
 PAPER_BOTTLENECKS = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
@@ -176,37 +176,6 @@ def build_backbone(cfg: ModelConfig) -> keras.Model:
     # float32 output also under a mixed-precision policy (the head and exporters expect it).
     embedding = keras.layers.Flatten(name="embedding", dtype="float32")(x)
     return keras.Model(image, embedding, name=cfg.arch)
-
-
-def backbone_config(model: keras.Model, base: ModelConfig = ModelConfig()) -> ModelConfig:
-    """Reads the architecture fields of a model made by ``build_backbone``.
-
-    Args:
-        model: a backbone, or one rebuilt by ``keras.Model.from_config``.
-        base: supplies the fields the layers do not hold (loss_scale,
-            loss_margin; expansion_ratio for "mbf", which ignores it).
-
-    Returns:
-        ``base`` with arch, image_size, embedding_dim, width, prelu and
-        expansion_ratio replaced. ``width`` comes back as the multiple of
-        1/64 that gives the same 512-channel conv; "paper" is recognised.
-
-    Example:
-        >>> cfg = ModelConfig(width=0.25, image_size=32, expansion_ratio="paper")
-        >>> backbone_config(build_backbone(cfg)) == cfg
-        True
-    """
-    width = model.get_layer("sep_conv").filters / SEP_CHANNELS
-    slopes = model.get_layer("stem_prelu").get_config()["shared_axes"]
-    changes = dict(arch=model.name, image_size=model.input_shape[1],
-                   embedding_dim=model.output_shape[-1], width=width,
-                   prelu={axes: name for name, axes in PRELU_SLOPES.items()}[tuple(slopes)])
-    if model.name == "mobilefacenet":
-        ratios = tuple(model.get_layer(f"block{s}_1_expand_conv").filters
-                       // model.get_layer(f"block{s}_1_expand_conv").input_shape[-1]
-                       for s in range(1, len(PAPER_BOTTLENECKS) + 1))
-        changes["expansion_ratio"] = "paper" if ratios == _ratios("paper") else str(ratios[0])
-    return replace(base, **changes)
 
 
 # Layer type -> its weight matrix; multiply-adds = its size x output positions.
