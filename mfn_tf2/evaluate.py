@@ -1,8 +1,8 @@
 """Verify any face-embedding model(s) on a pairs file: one side-by-side table.
 
-    # a checkpoint, its SavedModel and its TFLite exports on LFW's held-out pairs
+    # a checkpoint, its SavedModel and its TFLite exports on the bundled held-out LFW pairs
     python -m mfn_tf2.evaluate weights/ export/demo/saved_model export/demo/model_int8.tflite \\
-        --pairs_filename ../shared/data/lfw/pairs_heldout.txt --data_directory ../shared/data/lfw/heldout \\
+        --pairs_filename data/lfw_demo/pairs_heldout.txt --data_directory data/lfw_demo/heldout \\
         --far_target 1e-3,1e-2 --json eval.json --save_scores scores.csv --plot roc.png
 
     # a model trained elsewhere (112x96 input, BGR, its own normalisation), with flipped images

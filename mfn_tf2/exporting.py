@@ -232,7 +232,7 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     size = int(backbone.input_shape[1])
     calib_dir = exp.representative_dir or data_cfg.train_directory or eval_cfg.data_directory
     calibration = calibration_images(calib_dir, size, exp.num_calibration, data_cfg.seed)
-    calibrated_on = f"{len(calibration)} faces from {calib_dir}"
+    calibrated_on = f"{len(calibration)} faces from {os.path.relpath(calib_dir, exp.out)}"  # reports name folders relative to the export
     files, failed = {}, {}
     if "saved_model" in exp.formats:
         files["saved_model"] = os.path.join(exp.out, C.EXPORT_FILES["saved_model"])
