@@ -24,10 +24,10 @@ import os
 import tempfile
 
 from mfn_tf2 import config as C
+from mfn_tf2.config import RUN_FILE
 from mfn_tf2.backend import keras, tf, without_warnings
 from mfn_tf2.fileio import write_json
 from mfn_tf2.backbones import build_backbone
-from mfn_tf2.models import RUN_FILE, ModelError, model_kind, open_keras
 
 
 class CheckpointError(ValueError):
@@ -190,7 +190,9 @@ def restore_head(directory: str, head) -> bool:
     return True
 
 
-def _copy(path: str, weights: list, backbone: keras.Model) -> None:
+# What models.load_pretrained (the table of model kinds) calls for the kinds that hold a run's
+# checkpoints or variables; it opens Keras files itself.
+def copy_backbone(path: str, weights: list, backbone: keras.Model) -> None:
     """Sets the backbone's weights, or says the architectures differ."""
     saved, now = [tuple(w.shape) for w in weights], [tuple(v.shape) for v in backbone.weights]
     if saved != now:
@@ -201,16 +203,16 @@ def _copy(path: str, weights: list, backbone: keras.Model) -> None:
     backbone.set_weights(weights)
 
 
-def _from_run(path: str, recognizer, class_names: list[str]) -> list[str] | None:
+def from_run(path: str, recognizer, class_names: list[str]) -> list[str] | None:
     """A training directory: its newest checkpoint's backbone; the head's identities."""
-    _copy(path, load_backbone(path).get_weights(), recognizer.backbone)
+    copy_backbone(path, load_backbone(path).get_weights(), recognizer.backbone)
     run = read_run(path)
     if run.get("class_names") == class_names:
         restore_head(path, recognizer.head)
     return run.get("class_names")
 
 
-def _from_final_weights(path: str, recognizer, class_names: list[str]) -> list[str] | None:
+def from_final_weights(path: str, recognizer, class_names: list[str]) -> list[str] | None:
     """A run's final.weights.h5 (backbone + head), read with the run.json beside it."""
     from mfn_tf2.recognizer import build_recognizer
     folder = os.path.dirname(os.path.abspath(path))
@@ -223,68 +225,17 @@ def _from_final_weights(path: str, recognizer, class_names: list[str]) -> list[s
         # name ending in ".weights.h5" as its newer layout, so it is read under a plain ".h5" name.
         os.symlink(os.path.abspath(path), os.path.join(tmp, "weights.h5"))
         saved.load_weights(os.path.join(tmp, "weights.h5"))
-    _copy(path, saved.backbone.get_weights(), recognizer.backbone)
+    copy_backbone(path, saved.backbone.get_weights(), recognizer.backbone)
     if run.get("class_names") == class_names:
         recognizer.head.set_weights(saved.head.get_weights())
     return run.get("class_names")
 
 
-def _from_saved_model(path: str, recognizer, class_names: list[str]) -> None:
-    """A Keras SavedModel of a backbone, or the SavedModel ``mfn_tf2.export`` writes."""
-    if os.path.exists(os.path.join(path, "keras_metadata.pb")):
-        return _from_keras_file(path, recognizer, class_names)
+def from_saved_model(path: str, recognizer, class_names: list[str]) -> None:
+    """The SavedModel ``mfn_tf2.export`` writes (a Keras SavedModel is opened by ``models.open_keras``)."""
     variables = os.path.join(path, "variables", "variables")
     if not _fits(variables, "backbone/", recognizer.backbone):
         raise CheckpointError(f"--pretrained_model {path}: not a backbone of this run's architecture; give "
                               "the model flags it was trained with (--preset, --width, --embedding_dim, ...)")
     tf.train.Checkpoint(backbone=recognizer.backbone).read(variables).expect_partial()
     return None
-
-
-def _from_keras_file(path: str, recognizer, class_names: list[str]) -> None:
-    """A Keras model (a .h5 / .keras file or a Keras SavedModel) of a backbone."""
-    _copy(path, open_keras(path).get_weights(), recognizer.backbone)
-    return None
-
-
-# Model kind (models.model_kind) -> how a recognizer starts from it.
-_PRETRAINED = {"training": _from_run, "final_weights": _from_final_weights,
-               "saved_model": _from_saved_model, "keras": _from_keras_file}
-
-
-def load_pretrained(path: str, recognizer, class_names: list[str]) -> str:
-    """Starts a built Recognizer from saved weights; returns the line that says what was loaded.
-
-    Args:
-        path: a training directory, its ``final.weights.h5``, a SavedModel
-            folder (``embedding_model/``, ``best/``, an export's ``saved_model/``)
-            or a Keras ``.h5`` / ``.keras`` backbone.
-        recognizer: the run's Recognizer, its head built.
-        class_names: the run's identities; the head is restored when the
-            saved run had exactly these.
-
-    Raises:
-        CheckpointError: no such path, not a model, or another architecture.
-
-    Example:
-        >>> log(load_pretrained("weights/", recognizer, data.class_names))          # doctest: +SKIP
-    """
-    if not os.path.exists(path):
-        raise CheckpointError(f"--pretrained_model {path}: no such file or folder")
-    loader = _PRETRAINED.get(model_kind(path))
-    if loader is None:
-        raise CheckpointError(f"--pretrained_model {path}: expected a training folder, its final.weights.h5, "
-                              "a SavedModel folder or a Keras .h5/.keras backbone")
-    try:
-        saved_names = loader(path, recognizer, class_names)
-    except CheckpointError:
-        raise
-    except ModelError as err:
-        raise CheckpointError(f"--pretrained_model {err}") from None
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"--pretrained_model {path}: cannot read it ({str(err).splitlines()[0]})") from None
-    if saved_names == class_names:
-        return f"starting from {path}: backbone and ArcFace head (the same {len(saved_names)} identities)"
-    why = ("it holds no head" if saved_names is None
-           else f"its {len(saved_names)} identities are not this run's {len(class_names)}")
-    return f"starting from {path}: backbone only; the ArcFace head starts fresh ({why})"

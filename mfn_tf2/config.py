@@ -346,6 +346,9 @@ _TRAIN_RULES = {
 # Every export format, in the order files are written.
 FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
 # Export format -> file name inside the export folder.
+# The file that marks a training directory (written by ``checkpoints.claim_directory``).
+RUN_FILE = "run.json"
+
 EXPORT_FILES = {"saved_model": "saved_model", "fp32": "model_fp32.tflite", "fp16": "model_fp16.tflite",
          "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite", "qat_int8": "model_qat_int8.tflite"}
 # False accept rates at which thresholds are measured (calibrate, export's metadata.json).
@@ -470,6 +473,6 @@ def from_dict(cls, values: dict):
 
 __all__ = ["ModelConfig", "DataConfig", "EvalConfig", "TrainConfig", "ExportConfig",
            "MODEL_PRESETS", "PRELU_SLOPES", "ARCH_NAMES", "OPTIMIZERS", "LR_SCHEDULES", "PRECISIONS", "STRATEGIES",
-           "FORMATS", "EXPORT_FILES", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
+           "FORMATS", "EXPORT_FILES", "RUN_FILE", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
            "set_name",
            "from_dict"]

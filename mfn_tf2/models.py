@@ -9,7 +9,7 @@ kind           what it is                                   opened by
 tflite         a file (any name but the Keras ones)         ``open_interpreter``
 saved_model    a folder with saved_model.pb                 ``open_signature``, ``open_keras``
 training       a folder with run.json (``mfn_tf2.train``)   ``open_backbone``
-final_weights  a run's final.weights.h5 (backbone + head)   ``checkpoints.load_pretrained``
+final_weights  a run's final.weights.h5 (backbone + head)   ``load_pretrained``          
 keras          a Keras .h5 / .keras model file              ``open_keras``
 =============  ===========================================  ===============================
 
@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import os
 
-# The file that marks a training directory (written by ``checkpoints.claim_directory``).
-RUN_FILE = "run.json"
+from mfn_tf2.config import RUN_FILE
 
 
 class ModelError(ValueError):
@@ -110,7 +109,8 @@ def open_backbone(path: str):
     Example:
         >>> backbone, run = open_backbone("weights/")   # doctest: +SKIP
     """
-    # Imported here: opening a .tflite file or a SavedModel signature needs no training code.
+    # Imported here (as in load_pretrained): opening a .tflite file or a SavedModel signature
+    # needs no TensorFlow; checkpoints imports it. checkpoints does not import this module.
     from mfn_tf2.checkpoints import CheckpointError, load_backbone, read_run
     kind = model_kind(path)
     if kind == "saved_model":
@@ -126,5 +126,58 @@ def open_backbone(path: str):
                          f"({_first_line(err)})") from None
 
 
+
+def load_pretrained(path: str, recognizer, class_names: list[str]) -> str:
+    """Starts a built Recognizer from saved weights; returns the line that says what was loaded.
+
+    Args:
+        path: a training directory, its ``final.weights.h5``, a SavedModel
+            folder (``embedding_model/``, ``best/``, an export's ``saved_model/``)
+            or a Keras ``.h5`` / ``.keras`` backbone.
+        recognizer: the run's Recognizer, its head built.
+        class_names: the run's identities; the head is restored when the
+            saved run had exactly these.
+
+    Raises:
+        CheckpointError: no such path, not a model, or another architecture.
+
+    Example:
+        >>> log(load_pretrained("weights/", recognizer, data.class_names))          # doctest: +SKIP
+    """
+    # Imported here: see open_backbone.
+    from mfn_tf2 import checkpoints as ck
+
+    def from_keras(path, recognizer, class_names):  # a Keras model file or SavedModel of a backbone
+        ck.copy_backbone(path, open_keras(path).get_weights(), recognizer.backbone)
+
+    def from_saved_model(path, recognizer, class_names):
+        if os.path.exists(os.path.join(path, "keras_metadata.pb")):
+            return from_keras(path, recognizer, class_names)
+        return ck.from_saved_model(path, recognizer, class_names)
+
+    # Model kind -> how a recognizer starts from it (returns the saved run's identities or None).
+    loaders = {"training": ck.from_run, "final_weights": ck.from_final_weights,
+               "saved_model": from_saved_model, "keras": from_keras}
+    if not os.path.exists(path):
+        raise ck.CheckpointError(f"--pretrained_model {path}: no such file or folder")
+    loader = loaders.get(model_kind(path))
+    if loader is None:
+        raise ck.CheckpointError(f"--pretrained_model {path}: expected a training folder, its final.weights.h5, "
+                                 "a SavedModel folder or a Keras .h5/.keras backbone")
+    try:
+        saved_names = loader(path, recognizer, class_names)
+    except ck.CheckpointError:
+        raise
+    except ModelError as err:
+        raise ck.CheckpointError(f"--pretrained_model {err}") from None
+    except (OSError, ValueError) as err:
+        raise ck.CheckpointError(f"--pretrained_model {path}: cannot read it ({_first_line(err)})") from None
+    if saved_names == class_names:
+        return f"starting from {path}: backbone and ArcFace head (the same {len(saved_names)} identities)"
+    why = ("it holds no head" if saved_names is None
+           else f"its {len(saved_names)} identities are not this run's {len(class_names)}")
+    return f"starting from {path}: backbone only; the ArcFace head starts fresh ({why})"
+
+
 __all__ = ["ModelError", "RUN_FILE", "FOLDER_MARKERS", "FILE_ENDINGS", "model_kind", "open_interpreter", "open_signature",
-           "open_keras", "open_backbone"]
+           "open_keras", "open_backbone", "load_pretrained"]

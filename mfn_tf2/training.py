@@ -27,11 +27,12 @@ from mfn_tf2.backend import keras, tf, without_warnings
 from mfn_tf2.binsets import read_bin
 from mfn_tf2.callbacks import (Checkpointer, LearningRateLogger, NanGuard, ProgressLine, TimeBudget,
                                TimeEstimate, Verifier)
-from mfn_tf2.checkpoints import (claim_directory, latest, load_pretrained, restore, save_backbone,
+from mfn_tf2.checkpoints import (claim_directory, latest, restore, save_backbone,
                                  training_checkpoint)
 from mfn_tf2.pairs import generate_pairs_file
 from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.distribute import is_chief, make_strategy, worker_directory
+from mfn_tf2.models import load_pretrained
 from mfn_tf2.fileio import OutputLock, atomic_directory
 from mfn_tf2.backbones import build_backbone
 from mfn_tf2.recognizer import Recognizer, build_recognizer, make_optimizer, make_schedule, set_precision

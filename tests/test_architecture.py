@@ -60,6 +60,23 @@ def test_imports_go_down_only(module):
     assert not upward, f"{module} (layer {layers[module]}) imports higher layers: {upward}"
 
 
+def test_no_import_circle():
+    """No module reaches itself through the kit's imports (top-level or inside functions)."""
+    graph = {m: kit_imports(PACKAGE / f"{m}.py") - {m} for m in MODULES}
+
+    def reachable(start: str) -> set[str]:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo += graph.get(name, ())
+        return seen
+
+    circles = [m for m in MODULES if m in reachable(m)]
+    assert not circles, f"modules in an import circle: {circles}"
+
+
 def test_shells_are_the_top_layer_and_nothing_imports_one():
     layers = layer_table()
     shells = {m for m in MODULES if is_shell(PACKAGE / f"{m}.py")}

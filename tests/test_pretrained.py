@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_MODEL_FLAGS, make_face_tree, run_cli, write_plain_pairs
-from mfn_tf2.checkpoints import CheckpointError, load_backbone, load_pretrained, model_config
+from mfn_tf2.checkpoints import CheckpointError, load_backbone, model_config
+from mfn_tf2.models import load_pretrained
 from mfn_tf2.recognizer import build_recognizer
 
 
