@@ -131,7 +131,8 @@ def write_assets(export_dir: str, assets_dir: str, pairs, log=print) -> dict:
         write_json(os.path.join(tmp, "metadata.json"), meta)
         thresholds = {t["file"]: t["cosine"] for t in meta["thresholds"] if t["far"] == meta["threshold"]["far"]}
         golden = write_golden(tmp, pairs, list(shipped), thresholds, meta["preprocessing"]["input_size"])
-        write_alignment(tmp, pairs, list(shipped), thresholds, meta["preprocessing"]["input_size"])
+        write_alignment(tmp, pairs, list(shipped), thresholds, meta["preprocessing"]["input_size"],
+                        meta["preprocessing"].get("template"))
         write_text(os.path.join(tmp, "README.md"), readme(meta, report))
         found = {name: leaks(Path(tmp, name).read_text()) for name in TEXT_FILES}
         if any(found.values()):
@@ -210,7 +211,8 @@ def _detected_pair(pairs, label: int, seed: int, template: str):
     return None
 
 
-def write_alignment(assets_dir: str, pairs, models: list[str], thresholds: dict, size) -> dict:
+def write_alignment(assets_dir: str, pairs, models: list[str], thresholds: dict, size,
+                    template: str | None = None) -> dict:
     """``alignment.json``: golden cases raw photo -> detected landmarks -> matrix -> aligned face ->
     embedding, and the cosine of a same-person and a different-person pair of them -> decision.
 
@@ -220,8 +222,10 @@ def write_alignment(assets_dir: str, pairs, models: list[str], thresholds: dict,
         models: model file names in ``assets_dir``.
         thresholds: {model: cosine threshold} the decisions are taken at.
         size: the models' input (height, width).
+        template: the 5-point layout the models were trained on (metadata.json ->
+            preprocessing -> template; default: ArcFace's for ``size``).
     """
-    template = template_for(size)
+    template = template or template_for(size)
     points, _ = template_points(template, size)
     cases, decisions = [], []
     for label in (1, 0):
@@ -316,8 +320,9 @@ def _signed(value: int) -> str:
 
 ALIGN_README = [
     "## Aligning a face (5 landmarks)", "",
-    "The model expects faces warped onto the ArcFace 5-point template (`alignment.json` -> `points`, scaled to the "
-    f"input size), in this order, {LANDMARK_ORDER}, (x, y) in pixels of the bitmap you warp. Check the order "
+    "The model expects faces warped onto the 5-point template its training faces were aligned to "
+    "(`metadata.json` -> `preprocessing` -> `template` names it; `alignment.json` -> `points` are its points at the "
+    f"input size; warping onto another layout, e.g. ArcFace's for a model trained on LFW-a crops, costs accuracy), in this order, {LANDMARK_ORDER}, (x, y) in pixels of the bitmap you warp. Check the order "
     "whatever the head's roll: with e1, e2 the eyes, c their midpoint and m the mouth corners' midpoint, "
     "(e2.x - e1.x) * (m.y - c.y) - (e2.y - e1.y) * (m.x - c.x) > 0 (y pointing down); if it is negative, swap the "
     "eyes and swap the mouth corners. A mirrored bitmap (a front-camera preview) swaps sides: take the points on "

@@ -351,6 +351,9 @@ RUN_FILE = "run.json"
 
 EXPORT_FILES = {"saved_model": "saved_model", "fp32": "model_fp32.tflite", "fp16": "model_fp16.tflite",
          "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite", "qat_int8": "model_qat_int8.tflite"}
+# The 5-point layouts faces are aligned to (alignment.TEMPLATES holds their points): ArcFace's
+# 112x112 and its 112x96 crop, and lfw_a, the layout of the bundled LFW faces (LFW-a crops).
+TEMPLATE_NAMES = ("112x112", "112x96", "lfw_a")
 # False accept rates at which thresholds are measured (calibrate, export's metadata.json).
 FAR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
@@ -377,6 +380,9 @@ class ExportConfig:
         android_assets: also fill this folder with the app's assets.
         calibration_dir: a folder of identity sub-folders whose every pair measures
             each exported file's thresholds (default: --data_directory).
+        template: the 5-point layout the training faces were aligned to (112x112, 112x96 or
+            lfw_a, the bundled LFW faces'); metadata.json names it, and apps and the
+            evaluator align raw photos onto it (default: ArcFace's for the input's aspect).
     """
     out: str = "export/model"
     formats: tuple[str, ...] = FORMATS
@@ -389,6 +395,7 @@ class ExportConfig:
     min_cosine: float = 0.98
     android_assets: str | None = None
     calibration_dir: str | None = None
+    template: str | None = None
 
     def __post_init__(self):
         _check(self, _EXPORT_RULES)
@@ -404,6 +411,7 @@ _EXPORT_RULES = {
     "qat_learning_rate": _POSITIVE,
     "max_accuracy_drop": _NON_NEGATIVE,
     "min_cosine": _within(-1, 1),
+    "template": (lambda v: v is None or v in TEMPLATE_NAMES, f"choose one of {', '.join(TEMPLATE_NAMES)}"),
 }
 
 

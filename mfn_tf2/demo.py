@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout", default=os.path.join(BUNDLED, "heldout"), help="root of the pairs' images")
     p.add_argument("--pairs", default=os.path.join(BUNDLED, "pairs_heldout.txt"), help="verification pairs")
     p.add_argument("--out", default="demo_out", help="result folder")
+    p.add_argument("--template", default="lfw_a", choices=C.TEMPLATE_NAMES,
+                   help="the 5-point layout of --data's faces, named in metadata.json for apps "
+                        "(default: lfw_a, the bundled LFW faces')")
     p.add_argument("--recipe", default="cpu_demo", choices=sorted(C.RECIPES), help="training recipe")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (tests: 1)")
     p.add_argument("--image_size", type=int, default=None, help="override the recipe's input size")
@@ -79,7 +82,8 @@ def main(argv=None) -> None:
         train_cfg = C.replace(recipe.train, save_model_directory=weights,
                               **({"epochs": ns.epochs} if ns.epochs else {}))
         eval_cfg = C.EvalConfig(pairs_filename=ns.pairs, data_directory=ns.heldout, far_target=(1e-3, 1e-2))
-        exp_cfg = C.ExportConfig(out=export_dir, representative_dir=ns.data, qat_epochs=ns.qat_epochs)
+        exp_cfg = C.ExportConfig(out=export_dir, representative_dir=ns.data, qat_epochs=ns.qat_epochs,
+                                 template=ns.template)
     except ValueError as err:
         parser.error(str(err))
     from mfn_tf2 import cli

@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from mfn_tf2 import config as C
+from mfn_tf2.alignment import template_for
 from mfn_tf2.android import write_assets
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.calibration import FaceListing, calibrate_listing, list_faces
@@ -188,8 +189,12 @@ def recommend(result: dict, names: list[str], files: dict, thresholds: list[dict
             "measured_on": point["measured_on"], "why": why}
 
 
-def metadata(backbone, files: dict, threshold: dict | None, thresholds: list[dict], model_cfg: dict | None) -> dict:
-    """What an app needs to feed each model and compare its embeddings."""
+def metadata(backbone, files: dict, threshold: dict | None, thresholds: list[dict], model_cfg: dict | None,
+             template: str | None = None) -> dict:
+    """What an app needs to feed each model and compare its embeddings.
+
+    ``template``: the 5-point layout of the training faces (default: ArcFace's for the input's aspect).
+    """
     size = int(backbone.input_shape[1])
     per_file = {os.path.basename(p): tensor_info(p) for p in files.values() if p.endswith(".tflite")}
     if "saved_model" in files:
@@ -200,6 +205,7 @@ def metadata(backbone, files: dict, threshold: dict | None, thresholds: list[dic
     return {"preprocessing": {"channel_order": "RGB", "bgr": False, "pixel_range": [0, 255],
                               "mean": C.PIXEL_MEAN, "std": C.PIXEL_STD, "crop": None,
                               "input_size": [size, size], "resize": "area (downscale) / bilinear (upscale)",
+                              "template": template or template_for((size, size)),
                               "formula": "float input = (pixel - mean) / std; int8 input = "
                                          "round(float input / scale) + zero_point; the SavedModel takes "
                                          "uint8 pixels and normalises inside"},
@@ -253,7 +259,8 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     thresholds = file_thresholds(extractors, names, files, failed, faces, exp.out, eval_cfg.seed)
     threshold = recommend(result, names, files, thresholds, pairs)
     write_json(os.path.join(exp.out, "metadata.json"),
-               metadata(backbone, files, threshold, thresholds, run_info["model"] if run_info else None))
+               metadata(backbone, files, threshold, thresholds, run_info["model"] if run_info else None,
+                        exp.template))
     latency = {fmt: {t: round(tflite_latency(p, threads=t, runs=50, warmup=5)["p50"], 3) for t in (1, 2)}
                for fmt, p in files.items() if p.endswith(".tflite") and fmt not in failed}
     from mfn_tf2.plots import plot_verification

@@ -73,6 +73,8 @@ def test_committed_assets_are_complete():
     same = [p["cosine"]["model_int8.tflite"] for p in golden["pairs"] if p["same_person"]]
     other = [p["cosine"]["model_int8.tflite"] for p in golden["pairs"] if not p["same_person"]]
     assert sum(same) / len(same) > sum(other) / len(other)  # a trained model, not noise
+    # The demo trains on the bundled LFW crops: an app must align onto their layout, and the goldens do.
+    assert meta["preprocessing"]["template"] == _json(ASSETS, "alignment.json")["template"] == "lfw_a"
 
 
 def test_shipped_threshold_is_the_shipped_files_own(assets):
