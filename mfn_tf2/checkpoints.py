@@ -28,6 +28,7 @@ from mfn_tf2.config import RUN_FILE
 from mfn_tf2.backend import keras, tf, without_warnings
 from mfn_tf2.fileio import write_json
 from mfn_tf2.backbones import build_backbone
+from mfn_tf2.recognizer import build_recognizer
 
 
 class CheckpointError(ValueError):
@@ -214,7 +215,6 @@ def from_run(path: str, recognizer, class_names: list[str]) -> list[str] | None:
 
 def from_final_weights(path: str, recognizer, class_names: list[str]) -> list[str] | None:
     """A run's final.weights.h5 (backbone + head), read with the run.json beside it."""
-    from mfn_tf2.recognizer import build_recognizer
     folder = os.path.dirname(os.path.abspath(path))
     run = read_run(folder)
     if run is None:
