@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from mfn_tf2.fileio import write_bytes
-from mfn_tf2.images import ImageError, read_rgb
+from mfn_tf2.images import ImageError, encode_png, read_rgb
 
 # insightface's ArcFace template: (x, y) of the 5 points in a 112x112 face.
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -169,7 +169,7 @@ def _is_number(text: str) -> bool:
 
 def write_face(path: str, rgb: np.ndarray) -> None:
     """Writes an aligned face as PNG (lossless: the exact warp), creating folders."""
-    write_bytes(path, cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes())
+    write_bytes(path, encode_png(rgb))
 
 
 def outside(points: np.ndarray, shape) -> str:

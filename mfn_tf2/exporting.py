@@ -34,7 +34,7 @@ from mfn_tf2.backend import keras, tf
 from mfn_tf2.calibration import FaceListing, calibrate_listing, list_faces
 from mfn_tf2.checkpoints import restore_head
 from mfn_tf2.embedders import FeatureExtractor
-from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
+from mfn_tf2.fileio import atomic_directory, size_mb, write_bytes, write_json, write_text
 from mfn_tf2.images import folder_images, read_rgb, warn_skipped
 from mfn_tf2.models import ModelError, open_backbone, open_interpreter
 from mfn_tf2.preprocess import normalise, resize
@@ -52,7 +52,8 @@ _FLOAT_FALLBACK = ("fp32", "fp16", "dynamic", "saved_model")
 
 
 class ExportError(ValueError):
-    """An export that cannot start or whose models fail the parity check."""
+    """An export that cannot start (bad source model, calibration folder or settings); parity failures go to
+    report.json and the exit code, not here."""
 
 
 def calibration_images(folder: str, size: int, count: int, seed: int = 0) -> np.ndarray:
@@ -102,7 +103,7 @@ def convert_all(backbone, exp: C.ExportConfig, calibration, qat, log) -> dict:
         path = os.path.join(exp.out, C.EXPORT_FILES[fmt])
         write_bytes(path, convert(sources[fmt], fmt, calibration, per_tensor=exp.per_tensor))
         written[fmt] = path
-        log(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")
+        log(f"wrote {path} ({size_mb(path):.2f} MB)")
     return written
 
 
