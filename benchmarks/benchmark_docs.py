@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from mfn_tf2.reports import machine_info, machine_line
+from mfn_tf2.machine import machine_info, machine_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Training-speed settings: the paper network at its 112 px, and the demo recipe's 64 px model.

@@ -47,7 +47,7 @@ from mfn_tf2.config import MODEL_PRESETS, PIXEL_MEAN, PIXEL_STD, replace
 from mfn_tf2.export_form import export_form
 from mfn_tf2.fileio import write_bytes, write_json
 from mfn_tf2.latency import LatencyError, smooth_images, tflite_latency
-from mfn_tf2.reports import machine_info, machine_line
+from mfn_tf2.machine import machine_info, machine_line
 from mfn_tf2.tflite import convert
 
 
