@@ -68,7 +68,7 @@ def thresholds_section(threshold: dict | None, thresholds: list[dict]) -> list[s
         return ["## Thresholds", "", "None measured: no exported file could be opened.", ""]
     first = thresholds[0]
     return ["## Thresholds (each file's own scores)", "",
-            f"Every pair of `{first['measured_on']}` (relative to this folder): {first['impostor_pairs']:,} "
+            f"Every pair of `{first['measured_on']}` (relative to the export folder): {first['impostor_pairs']:,} "
             f"different-person and {first['genuine_pairs']:,} same-person pairs. FAR interval: "
             f"{METHODS['far_interval']}; TAR interval: {METHODS['tar_interval']}.", "",
             *thresholds_markdown(thresholds), "",
