@@ -109,7 +109,7 @@ def demo_section(demo: str) -> list[str]:
         lines.append(f"| {m['format']} | {100 * m['report']['accuracy']:.2f} | {paired} |")
     shipped = rep.get("threshold") or {}
     lines += ["", f"Thresholds of `{shipped.get('file', '?')}` (the file an app ships), measured on every pair of "
-              f"`{shipped.get('measured_on', '?')}`:", "",
+              f"`{shipped.get('measured_on', '?')}` (relative to the export folder):", "",
               "| FAR target | cosine | FAR met (95 % CI) | TAR (95 % CI) | impostor / genuine pairs |",
               "| --- | --- | --- | --- | --- |"]
     for p in rep.get("thresholds", []):
