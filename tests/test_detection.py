@@ -169,11 +169,12 @@ def test_feature_extractor_detect_embeds_the_aligned_largest_face(tmp_path):
     write_photo(tmp_path / "blank.jpg", np.clip(scene(np.random.default_rng(3)), 0, 255).astype(np.uint8))
     with pytest.raises(DetectionError, match="blank.jpg: no face found"):
         detecting.embed_paths([str(tmp_path / "p.jpg"), str(tmp_path / "blank.jpg")])
-    # another layout: the face warped onto it at the model's size, then embedded as a crop
-    lfw_a = FeatureExtractor(str(DEMO_MODEL), detect=True, template="lfw_a")
-    aligned = align_face(photo, landmarks, "lfw_a", plain.input_size)
-    np.testing.assert_allclose(lfw_a.infer(photo), plain.infer(aligned), atol=1e-6)
-    assert lfw_a.describe()["template"] == "lfw_a" and detecting.describe()["template"] == "112x112"
+    # the layout comes from the model's metadata.json (the demo model: lfw_a) unless given; another one
+    # warps the face onto it at the model's size, then embeds it as a crop
+    arcface = FeatureExtractor(str(DEMO_MODEL), detect=True, template="112x112")
+    aligned = align_face(photo, landmarks, "112x112", plain.input_size)
+    np.testing.assert_allclose(arcface.infer(photo), plain.infer(aligned), atol=1e-6)
+    assert arcface.describe()["template"] == "112x112" and detecting.describe()["template"] == "lfw_a"
     with pytest.raises(EmbedderError, match="template 'square': expected one of"):
         FeatureExtractor(str(DEMO_MODEL), template="square")
 
