@@ -1,5 +1,6 @@
 """ARCHITECTURE.md's layer table is the code's: every module listed once, imports only downwards,
-no module importing a shell. Pure source analysis (ast): no module is imported."""
+no module importing a shell, no import inside a function without a ``# lazy:`` reason. Pure source
+analysis (ast): no module is imported."""
 import ast
 import re
 from pathlib import Path
@@ -34,6 +35,20 @@ def kit_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("mfn_tf2.")}
     return names & {p.stem for p in PACKAGE.glob("*.py")}
+
+
+# The comment a function-level import carries, with its reason (e.g. "keeps TensorFlow out of --help").
+LAZY_MARK = re.compile(r"# lazy: \S")
+
+
+def unmarked_lazy_imports(path: Path) -> list[str]:
+    """"line: source" of every import inside a function whose line carries no ``# lazy: <reason>``."""
+    lines = path.read_text().splitlines()
+    found = set()
+    for func in ast.walk(ast.parse(path.read_text())):
+        if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found |= {node.lineno for node in ast.walk(func) if isinstance(node, (ast.Import, ast.ImportFrom))}
+    return [f"{n}: {lines[n - 1].strip()}" for n in sorted(found) if not LAZY_MARK.search(lines[n - 1])]
 
 
 def is_shell(path: Path) -> bool:
@@ -86,6 +101,14 @@ def test_shells_are_the_top_layer_and_nothing_imports_one():
         assert not imported, f"{path.name} imports the shell(s) {sorted(imported)}"
 
 
+@pytest.mark.parametrize("module", ["__init__", *MODULES])
+def test_function_level_imports_say_why(module):
+    """An import inside a function only keeps a heavy library (TensorFlow, LiteRT, mtcnn, matplotlib)
+    out of a light import, and its line says so: ``# lazy: <reason>``; every other import is at the top."""
+    unmarked = unmarked_lazy_imports(PACKAGE / f"{module}.py")
+    assert not unmarked, f"{module}.py imports inside a function without '# lazy: <reason>': {unmarked}"
+
+
 def test_the_checks_catch_a_violation(tmp_path):
     """The analysis sees an upward import hidden inside a function, and a shell."""
     src = tmp_path / "bad.py"
@@ -93,3 +116,15 @@ def test_the_checks_catch_a_violation(tmp_path):
                    'if __name__ == "__main__":\n    f()\n')
     assert kit_imports(src) == {"training", "train"}
     assert is_shell(src)
+
+
+def test_the_lazy_check_catches_an_unmarked_import(tmp_path):
+    """Only the function-level imports without a reason are named: not a marked one, not a top-level one."""
+    src = tmp_path / "lazy.py"
+    src.write_text("import os\n\n\ndef f():\n"
+                   "    import json\n"
+                   "    from mfn_tf2.backend import tf  # lazy: keeps TensorFlow out of --help\n"
+                   "    import math  # lazy:\n\n"
+                   "    async def g():\n        import re  # a comment, not a reason\n")
+    assert unmarked_lazy_imports(src) == ["5: import json", "7: import math  # lazy:",
+                                          "10: import re  # a comment, not a reason"]
