@@ -14,10 +14,11 @@ Example:
 import importlib
 import sys
 
+from mfn_tf2.allocator import reexec_with_tcmalloc
+
 if sys.argv[:1] == ["-m"]:
     # `python -m mfn_tf2.<tool>` (argv[0] is "-m" while the package loads): restart
     # once with tcmalloc before TensorFlow is imported (see allocator.py).
-    from mfn_tf2.allocator import reexec_with_tcmalloc
     reexec_with_tcmalloc()
 
 __version__ = "0.1.0"

@@ -26,6 +26,7 @@ import numpy as np
 from mfn_tf2 import config as C
 from mfn_tf2.alignment import align_face, template_for, template_points, warp_matrix, write_face
 from mfn_tf2.calibration import METHODS, thresholds_markdown
+from mfn_tf2.detection import detect_faces
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
 from mfn_tf2.images import read_rgb
@@ -196,7 +197,6 @@ def _photo(face: np.ndarray, seed: int, template: str):
 def _detected_pair(pairs, label: int, seed: int, template: str):
     """The first pair of ``label`` whose two photos the kit's detector finds a face in:
     [(source, photo, detected (5, 2), true (5, 2))] * 2, or None."""
-    from mfn_tf2.detection import detect_faces
     rows = [k for k, y in enumerate(pairs.labels) if y == label][:ALIGN_TRIES]
     for k in rows:
         found = []

@@ -61,8 +61,8 @@ def _log_level() -> int:
 
 def _load():
     """Imports TensorFlow and tf-keras and lists the GPUs (the cuInit attempt)."""
-    import tensorflow
-    import tf_keras
+    import tensorflow  # lazy: loaded here, with file descriptor 2 through _FILTER (module doc)
+    import tf_keras  # lazy: loaded with TensorFlow, through the same filter
     tensorflow.config.list_physical_devices("GPU")
     return tensorflow, tf_keras
 

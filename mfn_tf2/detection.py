@@ -30,8 +30,10 @@ import os
 from typing import NamedTuple
 
 import numpy as np
+from tqdm import tqdm
 
 from mfn_tf2.alignment import align_face, template_for, template_points, write_face
+from mfn_tf2.fileio import write_json
 from mfn_tf2.images import ImageError, folder_images, read_rgb
 from mfn_tf2.pairs import PairSet
 
@@ -68,10 +70,11 @@ def _mtcnn():
     """The process's detector, built on first use on tf-keras (Keras 2)."""
     global _detector
     if _detector is None:
-        from mfn_tf2.backend import keras  # before mtcnn: tf.keras must resolve to tf-keras
+        # before mtcnn: tf.keras must resolve to tf-keras
+        from mfn_tf2.backend import keras  # lazy: keeps TensorFlow out of align/evaluate --help
         try:
-            import mtcnn
-            from mtcnn.network import pnet
+            import mtcnn  # lazy: mtcnn loads TensorFlow; detection is imported by light shells
+            from mtcnn.network import pnet  # lazy: with mtcnn
         except ImportError as err:
             raise DetectionError(f"face detection needs the mtcnn package ({err}): "
                                  "pip install mtcnn==1.0.0 (or pip install -e . in the repository)") from None
@@ -130,7 +133,6 @@ def find_faces(paths, min_score: float = 0.9, progress: bool = False) -> dict[st
     Raises:
         ImageError: a file that cannot be read (``images.read_rgb``).
     """
-    from tqdm import tqdm
     found = {}
     for path in tqdm(paths, desc="finding faces", unit="img", disable=not progress, leave=False):
         key = _key(path, min_score)
@@ -287,7 +289,6 @@ def align_photos(images_dir: str, out_dir: str, template: str = "112x112", all_f
     Raises:
         DetectionError: ``images_dir`` is no folder or holds no file.
     """
-    from mfn_tf2.fileio import write_json
     if not os.path.isdir(images_dir):
         raise DetectionError(f"{images_dir}: no such folder")
     landmarks_out = landmarks_out or os.path.join(out_dir, "landmarks.json")

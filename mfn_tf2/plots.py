@@ -69,8 +69,8 @@ def plot_verification(results: dict, path) -> None:
         raise ValueError("plot_verification needs at least one model's (scores, labels)")
     # The Agg canvas is chosen here, per figure, without touching pyplot's
     # global backend (which a notebook or GUI caller may have set).
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: keeps matplotlib out of importers
+    from matplotlib.figure import Figure  # lazy: (plots is imported by evaluate, whose --help stays light)
 
     everything = np.concatenate([np.asarray(s, np.float64).reshape(-1)
                                  for s, _ in results.values()])

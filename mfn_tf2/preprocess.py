@@ -84,7 +84,7 @@ def normalise(pixels, mean: float = PIXEL_MEAN, std: float = PIXEL_STD):
         [-0.99609375, 0.99609375]
     """
     if _is_tensor(pixels):
-        from mfn_tf2.backend import tf
+        from mfn_tf2.backend import tf  # lazy: keeps TensorFlow out of numpy callers (a tensor means it is loaded)
         return (tf.cast(pixels, tf.float32) - mean) / std
     return (np.asarray(pixels, np.float32) - mean) / std
 
@@ -123,7 +123,7 @@ def tf_resize(image, size: int):
         >>> tf_resize(np.full((40, 30, 3), 300.0), 16).numpy()[0, 0].tolist()   # clipped
         [255, 255, 255]
     """
-    from mfn_tf2.backend import tf
+    from mfn_tf2.backend import tf  # lazy: keeps TensorFlow out of embedding with a .tflite model
     image = tf.image.resize(image, [size, size], antialias=True)
     return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
 
@@ -147,7 +147,7 @@ def augment(image, seed, aug_freq: float, size: int):
         >>> out.dtype.name, float(out.numpy().max())
         ('float32', 9.0)
     """
-    from mfn_tf2.backend import tf
+    from mfn_tf2.backend import tf  # lazy: keeps TensorFlow out of embedding with a .tflite model
     seeds = tf.random.experimental.stateless_split(seed, 6)
     image = tf.cast(image, tf.float32)
 
