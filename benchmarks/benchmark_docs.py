@@ -3,6 +3,8 @@
     python benchmarks/benchmark_docs.py                      # latency + training speed (~10 min, 2 cores)
     python benchmarks/benchmark_docs.py --demo demo_out      # and the demo's accuracy, paired tests, thresholds
     python benchmarks/benchmark_docs.py --torch              # and the same network's training step in PyTorch
+    python benchmarks/benchmark_docs.py --prelu WORK         # and per-channel vs shared PReLU over seeds
+                                                             # (trains what WORK lacks: ~15 min per run)
 
 Every figure of docs/benchmarks.md comes from this script: each table is headed
 by the host it ran on (CPU model, int8 / bf16 instructions, cores, versions) and
@@ -19,6 +21,8 @@ import sys
 import tempfile
 
 from mfn_tf2.machine import machine_info, machine_line
+
+import prelu_accuracy  # beside this script (its folder leads sys.path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Training-speed settings: the paper network at its 112 px, and the demo recipe's 64 px model.
@@ -126,11 +130,25 @@ def demo_section(demo: str) -> list[str]:
     return lines
 
 
+def prelu_section(work: str, seeds: str, log) -> list[str]:
+    """Accuracy of per-channel against shared PReLU slopes over seeds, paired, from prelu_accuracy.py."""
+    out = os.path.join(work, "prelu.json")
+    run([sys.executable, "benchmarks/prelu_accuracy.py", work, "--seeds", seeds, "--json", out], log)
+    with open(out) as f:
+        report = json.load(f)
+    return [f"Command: `{report['command']}`: the demo recipe trained once per seed and form, each final float "
+            "model scored on the 1,200 held-out pairs, and each form compared with per-channel slopes on the same "
+            "pairs (exact McNemar).", ""] + prelu_accuracy.markdown(report)
+
+
 def main(argv=None) -> None:
     """Entry point: measure, then write docs/benchmarks.md."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--demo", metavar="DIR", help="a finished demo folder (make demo writes demo_out)")
     p.add_argument("--torch", action="store_true", help="also time the PyTorch reference (installs torch once)")
+    p.add_argument("--prelu", metavar="WORK", help="runs of benchmarks/prelu_accuracy.py (reused; missing ones "
+                   "are trained)")
+    p.add_argument("--seeds", default="1,2", help="seeds of --prelu (default: 1,2)")
     p.add_argument("--rounds", type=int, default=10, help="interleaved latency rounds (default: 10)")
     p.add_argument("--work", help="where the JSON of each measurement goes (default: a temporary folder)")
     p.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks.md"))
@@ -147,6 +165,8 @@ def main(argv=None) -> None:
     body += ["", "## Training speed", ""] + training_section(work, log)
     if ns.torch:
         body += [""] + torch_section(log)
+    if ns.prelu:
+        body += ["", "## Per-channel or shared PReLU slopes: accuracy", ""] + prelu_section(ns.prelu, ns.seeds, log)
     if ns.demo:
         body += ["", "## The demo: accuracy, paired tests, thresholds", ""] + demo_section(ns.demo)
     with open(ns.out, "w") as f:
