@@ -5,11 +5,12 @@ Importing the package is cheap: TensorFlow is loaded only when a name that
 needs it is first used. The command-line tools run with tcmalloc where it is
 installed (allocator.py).
 
-Example:
-    >>> from mfn_tf2 import FeatureExtractor       # doctest: +SKIP
-    >>> fe = FeatureExtractor("weights/")           # doctest: +SKIP
-    >>> fe.infer(rgb_uint8_image).shape             # doctest: +SKIP
-    (1, 256)
+Example (the shipped int8 file, on a bundled face crop):
+    >>> from mfn_tf2 import FeatureExtractor
+    >>> from mfn_tf2.images import read_rgb
+    >>> fe = FeatureExtractor("android_demo_assets/model_int8.tflite")
+    >>> fe.infer(read_rgb("data/lfw_demo/heldout/Aaron_Tippin/Aaron_Tippin_0001.jpg")).shape
+    (1, 128)
 """
 import importlib
 import sys

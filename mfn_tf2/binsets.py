@@ -13,10 +13,22 @@ squared distance (one threshold step there is 0.005 in cosine).
 The pickle is read with an unpickler that builds only lists, tuples, bytes,
 bools and numpy arrays: a ``.bin`` cannot run code.
 
-Example:
-    >>> sets = [read_bin("lfw.bin"), read_bin("agedb_30.bin")]     # doctest: +SKIP
-    >>> result = verify_bins([FeatureExtractor("weights/")], sets)  # doctest: +SKIP
-    >>> print(bin_tables(result)[0])                                 # doctest: +SKIP
+Example (a .bin of 40 bundled pairs, scored by the shipped int8 file):
+    >>> import tempfile
+    >>> from mfn_tf2.embedders import FeatureExtractor
+    >>> from mfn_tf2.pairs import read_pairs
+    >>> pairs = read_pairs("data/lfw_demo/pairs_heldout.txt", "data/lfw_demo/heldout")
+    >>> images = [open(p, "rb").read() for k in range(0, 1200, 30) for p in (pairs.paths1[k], pairs.paths2[k])]
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> with open(os.path.join(folder.name, "heldout.bin"), "wb") as f:
+    ...     pickle.dump((images, pairs.labels[::30].astype(bool).tolist()), f)
+    >>> heldout = read_bin(os.path.join(folder.name, "heldout.bin"))
+    >>> heldout.name, heldout.issame.size, heldout.folds[:6].tolist()
+    ('heldout', 40, [0, 0, 0, 0, 1, 1])
+    >>> result = verify_bins([FeatureExtractor("android_demo_assets/model_int8.tflite")], [heldout])
+    >>> print(bin_tables(result)[0].splitlines()[2])
+    | set | pairs | accuracy (%) | accuracy-flip (%) | TAR@FAR=0.01 flip (%) | EER flip (%) |
+    >>> folder.cleanup()
 """
 from __future__ import annotations
 

@@ -19,10 +19,9 @@ measurable, never extrapolated.
 
 Example:
     >>> from mfn_tf2.embedders import FeatureExtractor
-    >>> result = calibrate(FeatureExtractor("android_demo_assets/model_int8.tflite"),
-    ...                    "data/lfw_demo/heldout")                        # doctest: +SKIP
-    >>> result["impostor_pairs"], result["points"][1]["far"]                # doctest: +SKIP
-    (1197599, 0.001)
+    >>> result = calibrate(FeatureExtractor("android_demo_assets/model_int8.tflite"), "data/lfw_demo/heldout")
+    >>> result["impostor_pairs"], result["points"][1]["far"], result["points"][1]["measurable"]
+    (1197599, 0.001, True)
 """
 from __future__ import annotations
 

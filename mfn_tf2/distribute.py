@@ -5,10 +5,10 @@ One CPU, one GPU, all GPUs of a machine (MirroredStrategy) or several machines
 is the same, only the strategy differs. Must run before TensorFlow touches a
 device (device visibility cannot change afterwards).
 
-Example:
-    >>> strategy = make_strategy(gpu="", strategy="auto", logical_cpus=2)   # doctest: +SKIP
-    >>> strategy.num_replicas_in_sync                                       # doctest: +SKIP
-    2
+Example (every visible device, one machine: no TF_CONFIG):
+    >>> strategy = make_strategy()
+    >>> type(strategy).__name__, is_chief(strategy), worker_directory("weights", strategy)
+    ('MirroredStrategy', True, 'weights')
 """
 from __future__ import annotations
 

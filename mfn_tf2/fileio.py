@@ -88,8 +88,12 @@ def atomic_directory(path: str):
     """Yields a temporary folder beside ``path``; on success it replaces ``path``.
 
     Example:
-        >>> with atomic_directory("/tmp/x_saved_model") as tmp:   # doctest: +SKIP
-        ...     model.save(tmp)
+        >>> root = tempfile.mkdtemp()
+        >>> with atomic_directory(os.path.join(root, "saved")) as tmp:
+        ...     write_text(os.path.join(tmp, "a.txt"), "new")
+        >>> os.listdir(root), os.listdir(os.path.join(root, "saved"))
+        (['saved'], ['a.txt'])
+        >>> shutil.rmtree(root)
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
