@@ -13,8 +13,9 @@ with the scheme the TFLite converter uses:
 
 Its activation ranges start where their moving averages settle on real
 faces (``calibration``), then move with the weights while fine-tuning
-(``exporting.finetune``, ``export --qat_epochs``) adapts them to int8 rounding; ``tflite.convert(qat, "qat_int8")`` then writes the
-ranges QAT learned into the int8 file, with no second calibration.
+(``exporting.finetune``, ``export --qat_epochs``) adapts them to int8 rounding;
+``tflite.convert(qat, "qat_int8")`` then writes the ranges QAT learned into the
+int8 file, with no second calibration.
 ``activation_ranges`` reads those learned ranges back (tests compare them with
 the scales of the ``.tflite``).
 
@@ -158,10 +159,13 @@ def qat_model(backbone: keras.Model, per_tensor: bool = False, calibration=None)
         (names and shapes) whose float weights start from the backbone's
         folded ones; convert it with ``tflite.convert(qat, "qat_int8")``.
 
-    Example:
-        >>> qat = qat_model(backbone, per_tensor=True)      # doctest: +SKIP
-        >>> qat.output_shape == backbone.output_shape       # doctest: +SKIP
-        True
+    Example (a conv, its batch norm and a PReLU: folded, PReLU as MUL + ADD, fake-quantized):
+        >>> x = keras.Input((8, 8, 3), name="image")
+        >>> y = keras.layers.BatchNormalization(name="bn")(keras.layers.Conv2D(4, 3, use_bias=False, name="conv")(x))
+        >>> small = keras.Model(x, keras.layers.PReLU(shared_axes=[1, 2], name="prelu")(y))
+        >>> qat = qat_model(small, per_tensor=True)
+        >>> qat.input_names, qat.output_shape, [layer.name for layer in qat.layers[2:]]
+        (['image'], (None, 6, 6, 4), ['quant_conv', 'quant_prelu_mul', 'quant_prelu_add'])
     """
     fast = export_form(backbone)
     with quantize_scope():
@@ -181,9 +185,11 @@ def activation_ranges(qat: keras.Model) -> dict[str, tuple[float, float]]:
     ``QuantizeLayer``, first after the input). These are the ranges the int8
     file is written with.
 
-    Example:
-        >>> activation_ranges(qat)["quant_stem_conv"]      # doctest: +SKIP
-        (-5.2, 6.1)
+    Example (without calibration faces every range starts at tfmot's [-6, 6]):
+        >>> x = keras.Input((8, 8, 3))
+        >>> qat = qat_model(keras.Model(x, keras.layers.Conv2D(4, 3, name="conv")(x)))
+        >>> activation_ranges(qat)["quant_conv"]
+        (-6.0, 6.0)
     """
     return {layer.name: (float(low.numpy()), float(high.numpy())) for layer, (low, high) in _range_variables(qat)}
 

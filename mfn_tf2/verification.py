@@ -5,10 +5,18 @@ is embedded once per model; scores are cosine similarities; the figures
 follow the LFW conventions of ``metrics.py``. The training loop's periodic
 check, ``mfn_tf2.evaluate`` and the export report all come through here.
 
-Example:
-    >>> pairs = load_pairs(EvalConfig(pairs_filename="lfw/pairs.txt", data_directory="lfw"))  # doctest: +SKIP
-    >>> result = verify_models([FeatureExtractor("weights/")], pairs, (1e-3, 1e-2))         # doctest: +SKIP
-    >>> print(markdown_table(result))                                                      # doctest: +SKIP
+Example (the shipped fp16 and int8 files on the bundled pairs; the first is the reference):
+    >>> pairs = load_pairs(EvalConfig(pairs_filename="data/lfw_demo/pairs_heldout.txt",
+    ...                               data_directory="data/lfw_demo/heldout"))
+    >>> result = verify_models([FeatureExtractor(f"android_demo_assets/model_{kind}.tflite")
+    ...                         for kind in ("fp16", "int8")], pairs, (1e-3, 1e-2))
+    >>> result["pairs"]
+    {'source': 'data/lfw_demo/pairs_heldout.txt', 'n_pairs': 1200, 'n_images': 1549, 'skipped': 0}
+    >>> result["models"][1]["paired"]["test"]
+    'exact McNemar, two-sided'
+    >>> print(markdown_table(result, ["fp16", "int8"]).splitlines()[0])  # doctest: +NORMALIZE_WHITESPACE
+    | model | accuracy (%) | threshold | TAR@FAR=0.001 (%) | TAR@FAR=0.01 (%) | EER (%) | AUC |
+      cosine to first (mean / min) | accuracy vs first (paired test) |
 """
 from __future__ import annotations
 
