@@ -1,7 +1,10 @@
 """Face folders: one sub-folder per identity, checked and probed before any training work.
 
-``scan_folder`` checks the layout (the folder exists and holds one sub-folder
-per identity) and probes every file by its content in a thread pool: PIL reads
+``scan_folder`` is the kit's one reading of an identity-folder tree: training,
+packing, calibration and generated pairs all see the identities and images it
+gives. It lists with ``images.list_folder`` (hidden entries left out), checks
+the layout (the folder exists and holds one sub-folder per identity) and
+probes every file by its content in a thread pool: PIL reads
 only the header, plus the last bytes of JPEG/PNG files to catch truncation;
 other formats are decoded whole. Broken and non-image files are left out and
 listed with the reason. Each kept image carries a flag, ``python_path``: True
@@ -32,15 +35,15 @@ import numpy as np
 from PIL import Image
 
 from mfn_tf2.config import DataConfig
-from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, image_format, read_rgb
+from mfn_tf2.images import IMAGE_ENDS, IMAGE_EXTENSIONS, ImageError, image_format, list_folder, read_rgb
 
 # Format -> PIL modes that tf.io.decode_image decodes right; other modes of these
 # formats (it reads palette BMPs wrong, 1-bit ones not at all) and every other format
 # (PGM/PPM, TIFF, WebP, GIF, OpenCV's) take the python path, ``images.read_rgb``.
 _TF_MODES = {"JPEG": {"L", "RGB", "CMYK"}, "PNG": None, "BMP": {"RGB", "RGBA"}}
-# The bytes a complete file ends with, and the PIL check run on a file that
-# does not (a truncated file fails it; one with trailing junk passes).
-_TAILS = {"JPEG": (b"\xff\xd9", "load"), "PNG": (b"IEND\xaeB`\x82", "verify")}
+# The PIL check run on a JPEG / PNG that does not end with its IMAGE_ENDS bytes
+# (a truncated file fails it; one with trailing junk passes).
+_TAIL_CHECKS = {"JPEG": "load", "PNG": "verify"}
 
 
 class DataError(ValueError):
@@ -61,7 +64,7 @@ def _probe(path: str) -> tuple[bool | None, str]:
         return True, ""
     try:
         with Image.open(path) as img:
-            tail, check = _TAILS.get(img.format, (b"", None))
+            tail, check = IMAGE_ENDS.get(img.format, b""), _TAIL_CHECKS.get(img.format)
             with open(path, "rb") as f:
                 f.seek(max(0, os.path.getsize(path) - len(tail)))
                 if f.read() != tail:
@@ -72,24 +75,19 @@ def _probe(path: str) -> tuple[bool | None, str]:
         return None, f"broken image ({err})"
 
 
-def _entries(folder: str, flag: str = "") -> list:
-    """The visible entries of ``folder`` by name; unreadable is a DataError."""
+def _listing(folder: str, flag: str = "") -> tuple[list[str], list[str]]:
+    """``images.list_folder`` (files, sub-folders); unreadable is a DataError."""
     try:
-        return sorted((e for e in os.scandir(folder) if not e.name.startswith(".")),
-                      key=lambda e: e.name)
+        return list_folder(folder)
     except PermissionError:
         raise DataError(f"{flag}{folder}: permission denied; make the folder readable") from None
 
 
 def _list_folder(folder: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """(image paths, skipped) of one identity folder, sorted."""
-    found, skipped = [], []
-    for e in _entries(folder):
-        if e.is_file():  # an image or not by its content: see _probe
-            found.append(e.path)
-        else:
-            skipped.append((e.path, "a folder inside an identity folder"))
-    return found, skipped
+    """(file paths, skipped sub-folders) of one identity folder, sorted; the
+    files are images or not by their content: see _probe."""
+    found, sub_folders = _listing(folder)
+    return found, [(path, "a folder inside an identity folder") for path in sub_folders]
 
 
 def _identity_folders(root: str, flag: str, min_identities: int) -> list[str]:
@@ -99,11 +97,10 @@ def _identity_folders(root: str, flag: str, min_identities: int) -> list[str]:
         raise DataError(f"{flag} {root}: no such folder; {layout}")
     if not os.path.isdir(root):
         raise DataError(f"{flag} {root}: not a folder; {layout}")
-    entries = _entries(root, f"{flag} ")
-    if not entries:
+    files, folders = _listing(root, f"{flag} ")
+    if not files and not folders:
         raise DataError(f"{flag} {root}: the folder is empty; {layout}")
-    folders = [e.path for e in entries if e.is_dir()]
-    loose = [e.name for e in entries if e.is_file()]
+    loose = [os.path.basename(path) for path in files]
     if any(name.lower().endswith(IMAGE_EXTENSIONS) for name in loose) or not folders:
         raise DataError(f"{flag} {root}: has files at its top level ({', '.join(loose[:3])}) "
                         f"instead of identity folders; {layout} (or finish "
@@ -159,6 +156,16 @@ def select_identities(identities: dict, cfg: DataConfig) -> list[str]:
 
     ``max_identities`` keeps the identities with most images (ties by name).
 
+    Args:
+        identities: {name: [image, ...]} as ``scan_folder`` gives it.
+        cfg: its ``min_images``, ``max_identities`` and ``train_directory`` (named in errors).
+
+    Returns:
+        The kept names, sorted.
+
+    Raises:
+        DataError: fewer than 2 identities kept.
+
     Example:
         >>> select_identities({"b": [1, 2], "a": [1, 2], "c": [1]},
         ...                   DataConfig(train_directory="faces", min_images=2))
@@ -174,7 +181,19 @@ def select_identities(identities: dict, cfg: DataConfig) -> list[str]:
 
 
 def labelled_examples(identities: dict, names: list[str]) -> list[tuple[str, bool, int]]:
-    """(path, python_path, label) of every image of the kept identities (label i: names[i])."""
+    """(path, python_path, label) of every image of the kept identities (label i: names[i]).
+
+    Args:
+        identities: {name: [(path, python_path), ...]} as ``scan_folder`` gives it.
+        names: the kept names, as ``select_identities`` gives them.
+
+    Returns:
+        [(path, python_path, label)], identity by identity.
+
+    Example:
+        >>> labelled_examples({"a": [("a1", False)], "b": [("b1", True)]}, ["b", "a"])
+        [('b1', True, 0), ('a1', False, 1)]
+    """
     return [(*image, label) for label, name in enumerate(names) for image in identities[name]]
 
 
@@ -213,11 +232,21 @@ def valid_examples(cfg: DataConfig, class_names: list[str]):
 
     Identity folders the training set lacks are left out (listed in skipped).
 
+    Args:
+        cfg: its ``valid_directory``, one sub-folder per identity.
+        class_names: the training labels' names (label i: class_names[i]).
+
     Returns:
         ([(path, python_path, label)], [(path, reason) skipped]).
 
     Raises:
         DataError: a bad folder, or none of its identities is in ``class_names``.
+
+    Example:
+        >>> cfg = DataConfig(train_directory="data/lfw_demo/train", valid_directory="data/lfw_demo/train")
+        >>> examples, skipped = valid_examples(cfg, ["Alejandro_Toledo"])
+        >>> {label for _, _, label in examples}, len(skipped) > 0
+        ({0}, True)
     """
     identities, skipped = scan_folder(cfg.valid_directory, "--valid_directory", 1)
     trained = set(class_names)

@@ -5,7 +5,10 @@ RGBA and palette PNGs from screenshots, 16-bit PNGs from camera pipelines,
 CMYK JPEGs from print workflows, PGM (Extended Yale B, AT&T/ORL), TIFF, WebP,
 and stray non-image files (``.info``, ``WS_FTP.LOG``). A file is an image by
 its content, not its name: ``image_format`` reads its first bytes,
-``split_images`` sorts a listing into images and skipped files.
+``split_images`` sorts a listing into images and skipped files. Every folder
+of the kit is listed by ``list_folder``, under one rule: names starting with
+``.`` (``.DS_Store``, ``._x.jpg``, ``.ipynb_checkpoints/``) are not data and
+are left out at every level, without a count.
 ``read_rgb`` turns every image into the one array the models take, and every
 broken file into one error line that names it, so a bad image never surfaces
 as a cryptic decoder trace mid-run.
@@ -35,6 +38,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".p
 PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "PPM", "TIFF", "WEBP", "GIF")
 NOT_AN_IMAGE = "not an image"
 _WARN_PATHS = 5
+# The bytes a complete JPEG / PNG file ends with (EOI marker; IEND chunk and its CRC).
+IMAGE_ENDS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 
 # 16-bit grayscale PNGs open in one of these modes; 65535 / 257 = 255 maps the
 # full 16-bit range onto the full 8-bit range.
@@ -59,8 +64,22 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def image_format(path) -> tuple[str | None, str]:
-    """What a file is by its first bytes: ("JPEG", ""), ("OPENCV", "") for a format only
-    OpenCV reads, (None, "not an image") or (None, why the header is broken)."""
+    """What a file is, by its first bytes.
+
+    Args:
+        path: the file (str or Path).
+
+    Returns:
+        (Pillow format name, "") such as ("JPEG", ""); ("OPENCV", "") for a
+        format only OpenCV reads; (None, "not an image") or (None, why the
+        header is broken).
+
+    Example:
+        >>> image_format("data/lfw_demo/train/Alejandro_Toledo/Alejandro_Toledo_0001.jpg")
+        ('JPEG', '')
+        >>> image_format("README.md")
+        (None, 'not an image')
+    """
     try:
         with Image.open(path, formats=PILLOW_FORMATS) as img:
             return img.format, ""
@@ -71,7 +90,18 @@ def image_format(path) -> tuple[str | None, str]:
 
 
 def split_images(paths) -> tuple[list[str], list[tuple[str, str]]]:
-    """(image files, [(path, reason) of the other files]), by content, order kept."""
+    """Sorts files into images and the others, by content (``image_format``), order kept.
+
+    Args:
+        paths: file paths.
+
+    Returns:
+        (image paths, [(path, reason) of the other files]).
+
+    Example:
+        >>> split_images(["data/lfw_demo/pairs_heldout.txt"])
+        ([], [('data/lfw_demo/pairs_heldout.txt', 'not an image')])
+    """
     images, skipped = [], []
     for path in paths:
         kind, why = image_format(path)
@@ -82,13 +112,71 @@ def split_images(paths) -> tuple[list[str], list[tuple[str, str]]]:
     return images, skipped
 
 
+def list_folder(folder) -> tuple[list[str], list[str]]:
+    """The kit's one folder listing: the entries of ``folder``, hidden ones left out.
+
+    Hidden entries (names starting with ``.``) are left out; so are entries
+    that are neither a file nor a folder (sockets, pipes), except broken
+    links, listed as files so that reading them names them.
+
+    Args:
+        folder: the folder (str or Path).
+
+    Returns:
+        (file paths, sub-folder paths), each sorted by name.
+
+    Raises:
+        OSError: a missing or unreadable folder (PermissionError, ...).
+
+    Example:
+        >>> files, folders = list_folder("data/lfw_demo")
+        >>> [os.path.basename(f) for f in folders]
+        ['heldout', 'train']
+    """
+    files, folders = [], []
+    with os.scandir(folder) as entries:
+        for e in sorted(entries, key=lambda e: e.name):
+            if e.name.startswith("."):
+                continue
+            if e.is_dir():
+                folders.append(e.path)
+            elif e.is_file() or e.is_symlink():
+                files.append(e.path)
+    return files, folders
+
+
 def folder_images(folder) -> tuple[list[str], list[tuple[str, str]]]:
-    """Every file under ``folder`` (recursively, sorted) sorted into images and skipped files, by content."""
-    return split_images(sorted(os.path.join(d, f) for d, _, files in os.walk(folder) for f in files))
+    """Every file under ``folder``, recursively, sorted into images and skipped files by content.
+
+    Args:
+        folder: a folder of photos, or of sub-folders of them.
+
+    Returns:
+        (image paths, [(path, reason) of the other files]), sorted by path.
+
+    Example:
+        >>> paths, skipped = folder_images("data/lfw_demo/heldout/Al_Gore")
+        >>> len(paths) > 1, skipped
+        (True, [])
+    """
+    files, todo = [], [folder]
+    while todo:
+        found, sub_folders = list_folder(todo.pop())
+        files += found
+        todo += sub_folders
+    return split_images(sorted(files))
 
 
 def warn_skipped(skipped: list[tuple[str, str]]) -> None:
-    """One warning that counts the files left out and names the first few."""
+    """One warning that counts the files left out and names the first few.
+
+    Args:
+        skipped: [(path, reason)] as ``split_images`` gives them; nothing is
+            logged when it is empty.
+
+    Example:
+        >>> warn_skipped([])
+    """
     if skipped:
         shown = "; ".join(f"{p} ({why})" for p, why in skipped[:_WARN_PATHS])
         log.warning("left out %d unusable file(s), e.g. %s", len(skipped), shown)
@@ -163,5 +251,5 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return cv2.imencode(".png", pixels)[1].tobytes()
 
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageError", "encode_png", "image_format", "read_rgb", "split_images", "folder_images",
-           "warn_skipped"]
+__all__ = ["IMAGE_ENDS", "IMAGE_EXTENSIONS", "ImageError", "encode_png", "image_format", "read_rgb", "split_images",
+           "list_folder", "folder_images", "warn_skipped"]

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_MODEL_FLAGS, make_face_tree, run_cli
+from mfn_tf2.exporting import calibration_images
 
 N_IDS, N_IMGS = 4, 5
 
@@ -83,7 +84,6 @@ def test_pack_reads_pgm(yale, tmp_path):
 
 
 def test_calibration_reads_pgm(yale):
-    from mfn_tf2.exporting import calibration_images
     tree, _ = yale
     x = calibration_images(str(tree), 32, 8)
     assert x.shape == (8, 32, 32, 3) and np.isfinite(x).all() and x.std() > 0.1

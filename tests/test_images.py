@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mfn_tf2.images import IMAGE_EXTENSIONS, ImageError, image_format, read_rgb, split_images
+from mfn_tf2.images import (IMAGE_EXTENSIONS, ImageError, folder_images, image_format, list_folder, read_rgb,
+                           split_images)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +123,21 @@ def test_images_by_content_not_by_name(tmp_path, face):
     assert sorted(map(os.path.basename, images)) == ["no_extension", "yaleB01_P00A+000E+00.pgm"]
     assert sorted(os.path.basename(p) for p, _ in skipped) == ["DEADJOE", "WS_FTP.LOG", "fake.jpg",
                                                                "yaleB01_P00.info"]
+
+
+def test_hidden_entries_are_left_out_at_every_level(tmp_path, face):
+    """One rule for every listing: names starting with '.' are not data, files or folders."""
+    for folder in (tmp_path, tmp_path / "b", tmp_path / ".thumbnails", tmp_path / "b" / ".cache"):
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(face).save(folder / "face.png")
+        Image.fromarray(face).save(folder / ".face.png")
+    (tmp_path / "notes.txt").write_text("not a face\n")
+    files, folders = list_folder(tmp_path)
+    assert [os.path.basename(p) for p in files] == ["face.png", "notes.txt"]
+    assert folders == [str(tmp_path / "b")]
+    images, skipped = folder_images(tmp_path)
+    assert images == [str(tmp_path / "b" / "face.png"), str(tmp_path / "face.png")]
+    assert skipped == [(str(tmp_path / "notes.txt"), "not an image")]
 
 
 def _absent(tmp_path, demo_data):

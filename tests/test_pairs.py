@@ -1,10 +1,15 @@
 """Pairs: the real LFW files, generated pairs, the plain format, and every bad input."""
+import logging
 import os
 import shutil
 
 import numpy as np
 import pytest
 
+from conftest import make_face_tree
+from mfn_tf2.config import DataConfig
+from mfn_tf2.folders import labelled_examples, scan_folder, select_identities
+from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.pairs import (PairSet, PairsError, contiguous_folds, generate_pairs, generate_pairs_file,
                            read_pairs, save_pairs)
 
@@ -231,3 +236,42 @@ def test_a_missing_pairs_file_is_generated_and_saved(face_tree, tmp_path):
 def test_pairset_checks_lengths():
     with pytest.raises(PairsError, match="differ in length"):
         PairSet(["a"], ["b", "c"], [1], [0], source="x")
+
+
+def _cluttered_tree(root):
+    """3 people x 3 real faces, plus what copying, Macs and notebooks leave in face folders."""
+    make_face_tree(root, n_ids=3, n_imgs=3)
+    first = sorted(root.iterdir())[0]
+    shutil.copy(sorted(first.iterdir())[0], first / ".copy.jpg")  # a dotfile that is a real image
+    (first / "._AppleDouble.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (first / "notes.txt").write_text("taken in 2004\n")  # a visible non-image file
+    shutil.copytree(first, root / ".ipynb_checkpoints" / first.name)  # a hidden folder of faces
+    shutil.copytree(first, first / ".thumbnails")  # a hidden folder inside an identity
+    (root / "Empty_Person").mkdir()
+    return first / "notes.txt"
+
+
+def test_training_and_generated_pairs_see_a_folder_alike(tmp_path, caplog):
+    """The same identities and files, whatever the folder holds besides faces."""
+    root = tmp_path / "faces"
+    notes = _cluttered_tree(root)
+    data = open_training_data(DataConfig(train_directory=str(root), image_size=32, valid_split_ratio=0.0))
+    identities, _ = scan_folder(str(root))  # the listing open_training_data trains on
+    trained = sorted(path for path, _, _ in labelled_examples(identities, data.class_names))
+    caplog.clear()  # open_training_data warned already
+    with caplog.at_level(logging.WARNING, logger="mfn_tf2.images"):
+        ps = generate_pairs(root, sample_type=1, num_person=100, num_sample=100)
+    paired = ps.unique_paths()  # every image of every person: sample_type 1 takes them all
+    people = sorted({os.path.basename(os.path.dirname(p)) for p in paired})
+    assert people == data.class_names == sorted(p.name for p in root.iterdir() if p.name[0] != ".")[:3]
+    assert paired == trained and len(trained) == data.num_train == 9
+    assert not any("/." in p for p in paired)
+    assert data.skipped == [(str(notes), "not an image")]
+    assert [r.getMessage() for r in caplog.records] == [f"left out 1 unusable file(s), e.g. {notes} (not an image)"]
+    assert select_identities(identities, data.cfg) == data.class_names
+
+
+def test_generated_pairs_report_a_bad_layout_as_training_does(face_tree):
+    shutil.copy(next(next(face_tree.iterdir()).iterdir()), face_tree / "loose.jpg")
+    with pytest.raises(PairsError, match=r"^data_directory .*faces: has files at its top level \(loose\.jpg\)"):
+        generate_pairs(face_tree)
