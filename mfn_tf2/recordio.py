@@ -26,11 +26,20 @@ is its header label (the first label when there are several).
 map, every image's framing, header and the first and last bytes of its image,
 so broken records are found (and counted) before training, as broken files are.
 
-Example:
-    >>> rs = scan_recordio("faces_emore/")                      # doctest: +SKIP
-    >>> len(rs.offsets), len(set(rs.labels.tolist())), rs.skipped[:1]   # doctest: +SKIP
-    (5822653, 85742, [])
-    >>> image_bytes = rs.image_bytes(rs.offsets[0])              # doctest: +SKIP
+Example (a set of two images without record 0's ranges: a bundled JPEG of class 7, and one cut short):
+    >>> import shutil, tempfile
+    >>> folder, jpeg = tempfile.mkdtemp(), open("data/lfw_demo/heldout/Aaron_Tippin/Aaron_Tippin_0001.jpg", "rb").read()
+    >>> def frame(data):   # a whole record (cflag 0): magic, lrecord, data, zero pad to 4 bytes
+    ...     return struct.pack("<II", MAGIC, len(data)) + data + bytes(-len(data) % 4)
+    >>> records = [frame(IR_HEADER.pack(0, 7.0, 0, 0) + jpeg), frame(IR_HEADER.pack(0, 3.0, 1, 0) + jpeg[:500])]
+    >>> with open(os.path.join(folder, REC), "wb") as f, open(os.path.join(folder, IDX), "w") as idx:
+    ...     _ = f.write(b"".join(records)), idx.write(f"0\\t0\\n1\\t{len(records[0])}\\n")
+    >>> rs = scan_recordio(folder)
+    >>> rs.labels.tolist(), [(os.path.basename(where), why.split(" (")[0]) for where, why in rs.skipped]
+    ([7], [('train.rec#1', 'broken image')])
+    >>> rs.image_bytes(rs.offsets[0]) == jpeg
+    True
+    >>> shutil.rmtree(folder)
 """
 from __future__ import annotations
 

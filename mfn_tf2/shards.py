@@ -22,11 +22,17 @@ plan (the list of examples it should hold) and rewrites only the others.
 training filters and writes it; ``python -m mfn_tf2.data pack`` is its shell.
 ``read_manifest`` and ``read_records`` read a pack back for the pipeline.
 
-Example:
-    >>> info = write_shards([("a/1.jpg", False, 0), ("b/1.jpg", False, 1)],
-    ...                     ["a", "b"], "packed", num_shards=2)   # doctest: +SKIP
-    >>> read_manifest("packed")["total"]                          # doctest: +SKIP
-    2
+Example (two bundled faces in two shards; a second run finds both complete):
+    >>> import shutil, tempfile
+    >>> out, faces = tempfile.mkdtemp(), "data/lfw_demo/heldout/"
+    >>> names = ["Aaron_Tippin", "Abdel_Nasser_Assidi"]
+    >>> examples = [(f"{faces}{name}/{name}_0001.jpg", False, label) for label, name in enumerate(names)]
+    >>> info = write_shards(examples, names, out, num_shards=2)
+    >>> info["total"], info["rewritten"], write_shards(examples, names, out, 2)["rewritten"]
+    (2, ['train-00000-of-00002.tfrecord', 'train-00001-of-00002.tfrecord'], [])
+    >>> sorted(int(label) for _, label in read_records(read_manifest(out)["files"], shuffle=False, seed=0))
+    [0, 1]
+    >>> shutil.rmtree(out)
 """
 from __future__ import annotations
 
