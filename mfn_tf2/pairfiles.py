@@ -74,6 +74,7 @@ class PairSet:
 
     @property
     def n_folds(self) -> int:
+        """How many distinct folds the pairs fall into."""
         return int(np.unique(self.folds).size)
 
     def unique_paths(self) -> list[str]:
