@@ -2,9 +2,14 @@
 
 Each callback does one thing, and only the chief worker writes files.
 
-Example:
-    >>> cbs = [Checkpointer(manager, epoch_var, every_epochs=5)]   # doctest: +SKIP
-    >>> recognizer.fit(data, callbacks=cbs)                        # doctest: +SKIP
+Example (a loss that turns NaN: ``NanGuard`` stops the fit at its first step):
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> guard = NanGuard()
+    >>> _ = model.fit(tf.fill((8, 2), float("nan")), tf.zeros((8, 1)), batch_size=4, epochs=3, verbose=0,
+    ...               callbacks=[guard])
+    >>> guard.message.split(";")[0]
+    'loss became nan at step 1 of epoch 1'
 """
 from __future__ import annotations
 
