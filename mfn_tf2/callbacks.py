@@ -3,11 +3,9 @@
 Each callback does one thing, and only the chief worker writes files.
 
 Example (a loss that turns NaN: ``NanGuard`` stops the fit at its first step):
-    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> model, guard = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), NanGuard()
     >>> model.compile(optimizer="sgd", loss="mse")
-    >>> guard = NanGuard()
-    >>> _ = model.fit(tf.fill((8, 2), float("nan")), tf.zeros((8, 1)), batch_size=4, epochs=3, verbose=0,
-    ...               callbacks=[guard])
+    >>> _ = model.fit(tf.fill((8, 2), float("nan")), tf.zeros((8, 1)), epochs=3, verbose=0, callbacks=[guard])
     >>> guard.message.split(";")[0]
     'loss became nan at step 1 of epoch 1'
 """
