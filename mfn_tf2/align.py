@@ -29,9 +29,7 @@ USAGE = ("python -m mfn_tf2.align IMAGES LANDMARKS OUT [--template T]\n"
 
 def build_parser() -> argparse.ArgumentParser:
     """Every flag of ``python -m mfn_tf2.align``."""
-    p = argparse.ArgumentParser(prog="python -m mfn_tf2.align", usage=USAGE, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n", 2)[2])
+    p = cli.shell_parser("align", __doc__, usage=USAGE)
     p.add_argument("folders", nargs="+", metavar="PATH",
                    help="IMAGES LANDMARKS OUT, or PHOTOS OUT with --detect (outputs: same relative paths, PNG)")
     p.add_argument("--template", choices=sorted(TEMPLATES), default="112x112",

@@ -35,9 +35,7 @@ _NOT_HERE = ("pairs_filename", "data_directory", "sample_type", "repeat_times", 
 
 def build_parser() -> argparse.ArgumentParser:
     """Every flag of ``python -m mfn_tf2.calibrate``."""
-    p = argparse.ArgumentParser(prog="python -m mfn_tf2.calibrate", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n", 2)[2])
+    p = cli.shell_parser("calibrate", __doc__)
     p.add_argument("model", metavar="MODEL", help="a .tflite file, SavedModel or training directory")
     p.add_argument("folder", metavar="FOLDER", help="faces, one sub-folder per identity")
     cli.add_config_flags(p, EvalConfig, skip=_NOT_HERE, defaults=EvalConfig(far_target=FAR_TARGETS))

@@ -25,7 +25,7 @@ import re
 import sys
 import typing
 
-from mfn_tf2.config import RENAMED
+from mfn_tf2.config import MODEL_PRESETS, RENAMED
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -104,6 +104,66 @@ def pre_parse(argv, **flags) -> argparse.Namespace:
     for name, (choices, default) in flags.items():
         first.add_argument(f"--{name}", choices=sorted(choices), default=default, type=named(choices, f"--{name}"))
     return first.parse_known_args(argv)[0]
+
+
+def shell_parser(name: str, doc: str, **kwargs) -> argparse.ArgumentParser:
+    """The parser of ``python -m mfn_tf2.<name>``: the first line of ``doc`` describes it, the rest
+    (its examples, kept as written) closes its ``--help``.
+
+    Args:
+        name: the module's name (``"evaluate"``).
+        doc: the module's docstring: a summary line, a blank line, then the body.
+        kwargs: more ``argparse.ArgumentParser`` arguments (``usage=...``).
+
+    Returns:
+        The parser, with no flags yet.
+
+    Example:
+        >>> p = shell_parser("x", "Does x.\\n\\n    python -m mfn_tf2.x IN")
+        >>> p.prog, p.description, p.epilog
+        ('python -m mfn_tf2.x', 'Does x.', '    python -m mfn_tf2.x IN')
+    """
+    return argparse.ArgumentParser(prog=f"python -m mfn_tf2.{name}", description=doc.split("\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=doc.split("\n", 2)[2], **kwargs)
+
+
+# ``pre_parse``'s entry for --preset: not given (None), the model flags keep the defaults they have
+# without one (keras_original's, or a recipe's model).
+PRESET = (MODEL_PRESETS, None)
+
+
+def add_preset_flag(parser, without: str = "keras_original") -> None:
+    """Adds ``--preset`` (a name of ``config.MODEL_PRESETS``; old names taken with a note).
+
+    Args:
+        parser: an argparse parser or argument group.
+        without: what the model flags' defaults are when no preset is named (for ``--help``).
+    """
+    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default=None,
+                        type=named(MODEL_PRESETS, "--preset"),
+                        help="model configuration to start from (keras_original: the original Keras "
+                             "implementation's defaults; paper: the paper's network; mbf: insightface's); "
+                             f"model flags override it (default: {without})")
+
+
+def preset_defaults(preset: str | None, fallback=None):
+    """The ModelConfig whose values the model flags default to.
+
+    Args:
+        preset: the ``--preset`` given, or None.
+        fallback: the ModelConfig without a preset (a recipe's model); None: keras_original.
+
+    Returns:
+        ``MODEL_PRESETS[preset]``, else ``fallback``, else ``MODEL_PRESETS["keras_original"]``.
+
+    Example:
+        >>> preset_defaults("paper").embedding_dim, preset_defaults(None).embedding_dim
+        (128, 256)
+    """
+    if preset:
+        return MODEL_PRESETS[preset]
+    return fallback or MODEL_PRESETS["keras_original"]
 
 
 def field_help(cls) -> dict[str, str]:

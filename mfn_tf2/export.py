@@ -35,9 +35,7 @@ CONFIGS = {"export": C.ExportConfig, "eval": C.EvalConfig, "data": C.DataConfig}
 
 def build_parser() -> argparse.ArgumentParser:
     """Every flag of ``python -m mfn_tf2.export``."""
-    p = argparse.ArgumentParser(prog="python -m mfn_tf2.export", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n", 2)[2])
+    p = cli.shell_parser("export", __doc__)
     p.add_argument("model", metavar="MODEL", help="training directory or SavedModel of a backbone")
     cli.add_config_flags(p.add_argument_group("export"), C.ExportConfig)
     cli.add_config_flags(p.add_argument_group("verification pairs"), C.EvalConfig,
@@ -58,7 +56,8 @@ def main(argv=None) -> None:
             report = run(ns.model, cfg["export"], cfg["eval"], cfg["data"])
     except (ValueError, OutputError) as err:  # ExportError, CheckpointError, DataError, PairsError, ...
         cli.fail(str(err))
-    print(open(os.path.join(cfg["export"].out, "report.md")).read())
+    with open(os.path.join(cfg["export"].out, "report.md")) as f:
+        print(f.read())
     if not report["ok"]:
         cli.fail("exported models failed the parity check (see the table above); files kept in "
                  f"{cfg['export'].out}")

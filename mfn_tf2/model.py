@@ -8,27 +8,28 @@ from __future__ import annotations
 
 import argparse
 
+from mfn_tf2 import cli
 from mfn_tf2.backbones import build_backbone, complexity
-from mfn_tf2.cli import add_config_flags, build_configs, fail, named, pre_parse
-from mfn_tf2.config import MODEL_PRESETS, ModelConfig
+from mfn_tf2.config import ModelConfig
+
+
+def build_parser(preset: str | None = None) -> argparse.ArgumentParser:
+    """Every flag of ``python -m mfn_tf2.model``; the model flags' defaults come from ``preset``."""
+    parser = cli.shell_parser("model", __doc__)
+    cli.add_preset_flag(parser)
+    cli.add_config_flags(parser, ModelConfig, defaults=cli.preset_defaults(preset))
+    return parser
 
 
 def main(argv=None) -> None:
     """``python -m mfn_tf2.model [--preset NAME] [model flags]``: prints the cost."""
-    known = pre_parse(argv, preset=(MODEL_PRESETS, "keras_original"))
-    parser = argparse.ArgumentParser(
-        prog="python -m mfn_tf2.model",
-        description="Prints the parameters and multiply-adds of a backbone configuration.")
-    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="keras_original",
-                        type=named(MODEL_PRESETS, "--preset"),
-                        help="base configuration; explicit flags override it (default: keras_original)")
-    add_config_flags(parser, ModelConfig, defaults=MODEL_PRESETS[known.preset])
+    parser = build_parser(cli.pre_parse(argv, preset=cli.PRESET).preset)
     ns = parser.parse_args(argv)
-    cfg = build_configs(parser, ns, {"model": ModelConfig})["model"]
+    cfg = cli.build_configs(parser, ns, {"model": ModelConfig})["model"]
     try:
         model = build_backbone(cfg)
     except ValueError as err:
-        fail(str(err))
+        cli.fail(str(err))
     cost = complexity(model)
     print(f"{cfg.arch}: image_size {cfg.image_size}, embedding_dim {cfg.embedding_dim}, "
           f"width {cfg.width}, expansion_ratio {cfg.expansion_ratio}")

@@ -16,8 +16,10 @@ from collections import Counter
 import os
 
 from mfn_tf2 import config as C
+from mfn_tf2.calibration import METHODS, thresholds_markdown
 from mfn_tf2.fileio import size_mb
-from mfn_tf2.machine import machine_info, machine_line
+from mfn_tf2.machine import machine_info, machine_line  # machine_info: benchmarking and exporting take it from here
+from mfn_tf2.verification import markdown_table
 
 
 def int8_summary(result: dict, names: list[str], latency: dict, exp: C.ExportConfig, calibration: str) -> list[dict]:
@@ -31,7 +33,7 @@ def int8_summary(result: dict, names: list[str], latency: dict, exp: C.ExportCon
         exp: the export settings (weight scales, QAT epochs).
         calibration: what calibrated post-training int8 ("200 faces from faces/").
     """
-    from mfn_tf2.tflite import RANGES
+    from mfn_tf2.tflite import RANGES  # lazy: keeps TensorFlow out of benchmark's --help (it imports reports)
     ref = result["models"][0]["report"]["accuracy"]
     ranges = {"calibration": f"calibration ({calibration})",
               "QAT": f"QAT ({exp.qat_epochs:g} epoch(s), lr {exp.qat_learning_rate:g})"}
@@ -63,7 +65,6 @@ def int8_markdown(rows: list[dict]) -> list[str]:
 
 def thresholds_section(threshold: dict | None, thresholds: list[dict]) -> list[str]:
     """report.md's thresholds: every file's table and the recommended operating point for apps."""
-    from mfn_tf2.calibration import METHODS, thresholds_markdown
     if not thresholds:
         return ["## Thresholds", "", "None measured: no exported file could be opened.", ""]
     first = thresholds[0]
@@ -82,7 +83,6 @@ def export_markdown(out: str, source: str, result: dict, names: list[str], files
                     machine: dict) -> str:
     """report.md: the verification table (with each model's paired test against float), the int8 table,
     the thresholds, files with sizes and latency, parity verdicts."""
-    from mfn_tf2.verification import markdown_table
     lines = [f"# Export report: {out}", "", f"Source: `{source}`. Pairs: `{result['pairs']['source']}` "
              f"({result['pairs']['n_pairs']} pairs, {result['pairs']['n_images']} images). "
              f"Latency measured on {machine_line(machine)}.", "",
@@ -189,21 +189,33 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export_dir,
-                  per_tensor_report: dict | None = None) -> str:
+def demo_markdown(*, recipe: str, model: C.ModelConfig, epochs: int, float_fig: dict, export_md: str,
+                  export_link: str, exp_report: dict, per_tensor_report: dict | None, metadata: dict,
+                  bench: list[dict] | None, machine: dict) -> str:
     """demo_out/report.md: what was trained, how well every model verifies, how fast it runs, what ships.
 
-    ``exp_report`` / ``per_tensor_report``: the report.json of the export and of the per-tensor
-    export; the thresholds and the recommended operating point come from ``export_dir``'s metadata.json.
+    Args:
+        recipe: the training recipe's name.
+        model: the model trained.
+        epochs: the epochs it trained.
+        float_fig: {"plain": figures, "flip": figures} of the float model on the held-out pairs
+            (``verify_models``' "report" of each).
+        export_md: the export's report.md (its title line is dropped).
+        export_link: the export folder relative to report.md (the ROC image's links point into it).
+        exp_report: the export's report.json.
+        per_tensor_report: the per-tensor export's report.json, or None.
+        metadata: the export's metadata.json (the recommended threshold and every file's).
+        bench: ``benchmarking.bench_exports``' rows, or None.
+        machine: ``machine_info()`` of the host the figures were measured on.
+
+    Returns:
+        The markdown text.
     """
-    import json
-    from mfn_tf2.calibration import thresholds_markdown
-    machine = machine_info()
     lines = ["# mfn_tf2 demo report", "",
              f"Machine: {machine_line(machine)}; TensorFlow "
              f"{machine['versions'].get('tensorflow')}, LiteRT {machine['versions'].get('ai-edge-litert')}. "
-             f"Model: {model_cfg.arch}, {model_cfg.image_size}x{model_cfg.image_size} input, "
-             f"{model_cfg.embedding_dim}-d embedding; recipe `{ns.recipe}`, {train_cfg.epochs} epochs.", "",
+             f"Model: {model.arch}, {model.image_size}x{model.image_size} input, "
+             f"{model.embedding_dim}-d embedding; recipe `{recipe}`, {epochs} epochs.", "",
              "## Float model on the held-out pairs", "",
              "10-fold protocol of the pairs file (its folds); accuracy at the best threshold of the other folds.", ""]
     for key, fig in float_fig.items():
@@ -211,9 +223,7 @@ def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export
                      f"TAR {', '.join(f'{100 * v:.1f} % at FAR {k}' for k, v in fig['tar_at_far'].items())}, "
                      f"EER {100 * fig['eer']:.2f} %")
     lines += ["", "## Every exported model on the same pairs", ""]
-    with open(os.path.join(export_dir, "report.md")) as f:
-        body = f.read().split("\n", 2)[2]
-    lines += [body.replace("](", f"]({os.path.relpath(export_dir, ns.out)}/"), ""]
+    lines += [export_md.split("\n", 2)[2].replace("](", f"]({export_link}/"), ""]
     lines += ["## int8: post-training vs QAT, per-channel vs per-tensor weight scales", "",
               "Post-training int8 takes its activation ranges from calibration faces; QAT fine-tunes the "
               "graph that ships (batch norm folded, PReLU in its int8 form) and ships the ranges it learned. "
@@ -226,10 +236,8 @@ def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export
     for scales, rep in (("per-channel", exp_report), ("per-tensor", per_tensor_report)):
         lines += [f"- `{C.EXPORT_FILES[m['format']]}` ({scales}): {m['paired']['text']}"
                   for m in (rep or {}).get("models", []) if m["format"] in ("int8", "qat_int8") and m.get("paired")]
-    with open(os.path.join(export_dir, "metadata.json")) as f:
-        meta = json.load(f)
-    thr = meta["threshold"]
-    own = [t for t in meta["thresholds"] if t["file"] == thr["file"]]
+    thr = metadata["threshold"]
+    own = [t for t in metadata["thresholds"] if t["file"] == thr["file"]]
     lines += ["", "## What ships: the recommended operating point", "",
               f"`{thr['file']}` (`--android_assets` ships it as the app's model; why this file: {thr['why']}): "
               f"same person when cosine >= **{thr['cosine']:.4f}**, the threshold at FAR "
@@ -245,7 +253,7 @@ def demo_markdown(ns, model_cfg, train_cfg, float_fig, exp_report, bench, export
                   f"{', '.join(f'{op} x{n}' for op, n in Counter(r['not_delegated']).items()) or 'none'} |"
                   for r in bench]
     lines += ["", "## Do the same on your data", "", "```",
-              f"python -m mfn_tf2.train YOUR_FACES/ LFW/ LFW/pairs.txt --recipe {ns.recipe} --save_model_directory weights/",
+              f"python -m mfn_tf2.train YOUR_FACES/ LFW/ LFW/pairs.txt --recipe {recipe} --save_model_directory weights/",
               "python -m mfn_tf2.export weights/ --out export/mine --train_directory YOUR_FACES/ "
               "--pairs_filename LFW/pairs.txt --data_directory LFW/",
               "python -m mfn_tf2.benchmark export/mine/*.tflite --threads 1,2,4", "```", "",

@@ -39,9 +39,7 @@ def build_parser(recipe: str = "keras_original", preset: str | None = None) -> a
 
     Defaults come from the ``recipe`` (a whole run), the model's from ``preset`` when given.
     """
-    p = argparse.ArgumentParser(prog="python -m mfn_tf2.train", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n", 2)[2])
+    p = cli.shell_parser("train", __doc__)
     p.add_argument("train_directory", help="identity folders (or a shard folder from `mfn_tf2.data pack`, "
                    "or an insightface folder with train.rec)")
     p.add_argument("data_directory", help="root the verification pairs resolve under ('none' with "
@@ -54,13 +52,11 @@ def build_parser(recipe: str = "keras_original", preset: str | None = None) -> a
                    help="settings of a whole run to start from (keras_original: the original Keras "
                         "implementation's defaults; cpu_demo: learns in minutes on a CPU); flags override it "
                         "(default: keras_original)")
-    p.add_argument("--preset", choices=sorted(C.MODEL_PRESETS), default=None,
-                   type=cli.named(C.MODEL_PRESETS, "--preset"),
-                   help="model configuration to start from (keras_original, paper, mbf); model flags override it")
+    cli.add_preset_flag(p, without="the recipe's model: keras_original's with the default recipe")
     groups = {"model": "model", "data": "data generator", "eval": "evaluation (the periodic check)",
               "train": "training"}
     chosen = C.RECIPES[recipe]
-    defaults = {"model": C.MODEL_PRESETS[preset] if preset else chosen.model, "data": chosen.data,
+    defaults = {"model": cli.preset_defaults(preset, chosen.model), "data": chosen.data,
                 "eval": None, "train": chosen.train}
     for key, cls in CONFIGS.items():
         cli.add_config_flags(p.add_argument_group(groups[key]), cls,
@@ -71,7 +67,7 @@ def build_parser(recipe: str = "keras_original", preset: str | None = None) -> a
 
 def parse(argv=None) -> dict:
     """Parses argv into {"model", "data", "eval", "train"} configs (preset applied)."""
-    known = cli.pre_parse(argv, recipe=(C.RECIPES, "keras_original"), preset=(C.MODEL_PRESETS, None))
+    known = cli.pre_parse(argv, recipe=(C.RECIPES, "keras_original"), preset=cli.PRESET)
     parser = build_parser(known.recipe, known.preset)
     ns = parser.parse_args(argv)
     pairs = None if ns.pairs_filename.lower() == "none" else ns.pairs_filename
