@@ -79,9 +79,15 @@ CUSTOM_OBJECTS = {"OutputQuantizeConfig": OutputQuantizeConfig, "ChannelScale": 
 def quantize_scope():
     """Context in which saved QAT models (and their custom layers) load.
 
-    Example:
-        >>> with quantize_scope():                         # doctest: +SKIP
-        ...     qat = keras.models.load_model("qat_backbone.h5")
+    Example (a QAT model saved to .h5 and loaded back with its quantizers):
+        >>> import os, shutil, tempfile
+        >>> x, folder = keras.Input((8, 8, 3)), tempfile.mkdtemp()
+        >>> qat_model(keras.Model(x, keras.layers.Conv2D(4, 3, name="conv")(x))).save(os.path.join(folder, "qat.h5"))
+        >>> with quantize_scope():
+        ...     loaded = keras.models.load_model(os.path.join(folder, "qat.h5"))
+        >>> activation_ranges(loaded)["quant_conv"]
+        (-6.0, 6.0)
+        >>> shutil.rmtree(folder)
     """
     return _Q.quantize_scope(CUSTOM_OBJECTS)
 
