@@ -322,7 +322,8 @@ ALIGN_README = [
     "## Aligning a face (5 landmarks)", "",
     "The model expects faces warped onto the 5-point template its training faces were aligned to "
     "(`metadata.json` -> `preprocessing` -> `template` names it; `alignment.json` -> `points` are its points at the "
-    f"input size; warping onto another layout, e.g. ArcFace's for a model trained on LFW-a crops, costs accuracy), in this order, {LANDMARK_ORDER}, (x, y) in pixels of the bitmap you warp. Check the order "
+    "input size; warping onto another layout, e.g. ArcFace's for a model trained on LFW-a crops, costs accuracy), "
+    f"in this order, {LANDMARK_ORDER}, (x, y) in pixels of the bitmap you warp. Check the order "
     "whatever the head's roll: with e1, e2 the eyes, c their midpoint and m the mouth corners' midpoint, "
     "(e2.x - e1.x) * (m.y - c.y) - (e2.y - e1.y) * (m.x - c.x) > 0 (y pointing down); if it is negative, swap the "
     "eyes and swap the mouth corners. A mirrored bitmap (a front-camera preview) swaps sides: take the points on "
