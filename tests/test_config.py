@@ -89,3 +89,65 @@ def test_old_preset_and_recipe_names_still_work_with_a_note():
     assert old.stderr.count("note: --preset seed is now called keras_original") == 1
     assert "seed" not in new.stderr
     assert C.RENAMED["seed"] in C.RECIPES and C.RENAMED["seed"] in C.MODEL_PRESETS
+
+
+# The runners' own configs: (build, words of the one-line ValueError the shells turn into exit 2)
+def _eval_run(**fields):
+    from mfn_tf2.evaluating import EvalRun
+    return EvalRun(models=("m.tflite",), **fields)
+
+
+def _demo(**fields):
+    from mfn_tf2.demoing import DemoConfig
+    return DemoConfig(**fields)
+
+
+RUNNER_BAD = [
+    (lambda: _eval_run(eval=C.EvalConfig()), "give --pairs_filename/--data_directory, or --bin"),
+    (lambda: _eval_run(eval=C.EvalConfig(verification_sets=("lfw.bin",)), detect=True),
+     "--detect is for pairs of raw photos"),
+    (lambda: _eval_run(eval=C.EvalConfig(data_directory="faces"), min_score=1.0),
+     "--min_score 1.0: expected a confidence in (0, 1)"),
+    (lambda: _demo(recipe="fast"), "--recipe 'fast': choose one of cpu_demo, keras_original"),
+    (lambda: _demo(epochs=0), "--epochs 0: must be a positive integer"),
+    (lambda: _demo(image_size=40), "--image_size 40: MobileFaceNet needs a multiple of 16"),
+    (lambda: _demo(template="square"), "--template 'square': choose one of 112x112, 112x96, lfw_a"),
+]
+
+
+@pytest.mark.parametrize("build,words", RUNNER_BAD, ids=[w.split(":")[0] for _, w in RUNNER_BAD])
+def test_runner_configs_name_the_flag(build, words):
+    with pytest.raises(ValueError) as err:
+        build()
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_demo_config_overrides_its_recipe():
+    stages = _demo(out="o", epochs=2, image_size=32, width=0.25).stages()
+    cpu = C.RECIPES["cpu_demo"]
+    assert stages.model == C.replace(cpu.model, image_size=32, width=0.25)
+    assert (stages.train.epochs, stages.train.save_model_directory) == (2, "o/weights")
+    assert stages.train.learning_rate == cpu.train.learning_rate
+    assert stages.per_tensor.per_tensor and stages.per_tensor.out == "o/export_per_tensor"
+
+
+def test_preset_default_is_the_same_in_every_shell():
+    """No --preset: the model flags keep keras_original's values (train: its recipe's model), and
+    --help says so; a preset given sets them in both shells alike."""
+    from conftest import run_main
+    from mfn_tf2 import cli, model, train
+    keras_original = C.MODEL_PRESETS["keras_original"]
+    plain = train.parse(["faces", "lfw", "pairs.txt"])["model"]
+    demo = train.parse(["faces", "lfw", "pairs.txt", "--recipe", "cpu_demo"])["model"]
+    assert plain == keras_original and demo == C.RECIPES["cpu_demo"].model
+    parser = model.build_parser()
+    assert cli.config_from_args(C.ModelConfig, parser.parse_args([])) == keras_original
+    for preset in C.MODEL_PRESETS:
+        ns = model.build_parser(preset).parse_args(["--preset", preset])
+        assert cli.config_from_args(C.ModelConfig, ns) == C.MODEL_PRESETS[preset]
+        assert train.parse(["f", "l", "p", "--preset", preset, "--recipe", "cpu_demo"])["model"] == \
+            C.MODEL_PRESETS[preset]
+    said = " ".join(run_main("model", "--help").stdout.split())
+    assert "model flags override it (default: keras_original)" in said
+    said = " ".join(run_main("train", "--help").stdout.split())
+    assert "(default: the recipe's model: keras_original's with the default recipe)" in said

@@ -187,3 +187,18 @@ def test_evaluate_without_detect_on_photos_points_to_detect(raw_pairs, tmp_path)
     assert proc.returncode == 2 and "--detect is for pairs of raw photos" in proc.stderr
     proc = run_main("evaluate", DEMO_MODEL, "--pairs_filename", pairs_file, "--detect", "--template", "square")
     assert proc.returncode == 2 and "--template: invalid choice: 'square'" in proc.stderr
+
+
+def test_runner_in_process_returns_what_the_json_holds(demo_data, tmp_path):
+    """evaluating.run without the shell: lines to ``log``, the report returned and written."""
+    from mfn_tf2.config import EvalConfig
+    from mfn_tf2.evaluating import EvalRun, run
+    lines = []
+    job = EvalRun(models=(str(DEMO_MODEL),), json=str(tmp_path / "r.json"),
+                  eval=EvalConfig(pairs_filename=str(demo_data / "pairs_heldout.txt"),
+                                  data_directory=str(demo_data / "heldout"), far_target=(1e-2,)))
+    report = run(job, log=lines.append)
+    assert report["models"][0]["report"]["n_pairs"] == 1200 and report["detection"] is None
+    assert lines[0].startswith("1200 pairs from ") and "| model |" in lines[1]
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written["models"][0]["report"]["accuracy"] == report["models"][0]["report"]["accuracy"] > 0.75
