@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 
 from mfn_tf2 import cli
 from mfn_tf2 import config as C
-from mfn_tf2.benchmarking import run
+from mfn_tf2.benchmarking import BenchConfig, run
 from mfn_tf2.fileio import write_json, write_text
 from mfn_tf2.reports import render_markdown, render_text
 
@@ -42,11 +41,12 @@ def build_parser(preset: str = "keras_original") -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 2)[2])
     p.add_argument("models", nargs="*", metavar="MODEL", help=".tflite files and SavedModel folders")
-    p.add_argument("--threads", type=cli.number_list(int), default=(1, 2, 4),
-                   help="LiteRT thread counts, comma-separated (default: 1,2,4)")
-    p.add_argument("--runs", type=int, default=100, help="timed invocations per setting (default: 100)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed invocations first (default: 10)")
-    p.add_argument("--batch", type=int, default=32, help="batch of the throughput runs (default: 32)")
+    b = BenchConfig  # its defaults are the flags'
+    p.add_argument("--threads", type=cli.number_list(int), default=b.threads,
+                   help=f"LiteRT thread counts, comma-separated (default: {','.join(map(str, b.threads))})")
+    p.add_argument("--runs", type=int, default=b.runs, help=f"timed invocations per setting (default: {b.runs})")
+    p.add_argument("--warmup", type=int, default=b.warmup, help=f"untimed invocations first (default: {b.warmup})")
+    p.add_argument("--batch", type=int, default=b.batch, help=f"batch of the throughput runs (default: {b.batch})")
     p.add_argument("--images", help="folder of real faces to feed (default: smooth random images)")
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--markdown", help="also write the report as a markdown table here")
@@ -55,12 +55,14 @@ def build_parser(preset: str = "keras_original") -> argparse.ArgumentParser:
     t.add_argument("--preset", choices=sorted(C.MODEL_PRESETS), default="keras_original",
                    type=cli.named(C.MODEL_PRESETS, "--preset"),
                    help="model configuration to start from; model flags override it (default: keras_original)")
-    t.add_argument("--train_steps", type=int, default=10, help="timed optimizer steps (default: 10)")
-    t.add_argument("--train_warmup", type=int, default=3, help="untimed steps first (default: 3)")
-    t.add_argument("--classes", type=int, default=1000,
-                   help="identities of the synthetic data (default: 1000)")
-    t.add_argument("--pipeline_batches", type=int, default=20,
-                   help="batches timed of the input pipeline alone (default: 20)")
+    t.add_argument("--train_steps", type=int, default=b.train_steps,
+                   help=f"timed optimizer steps (default: {b.train_steps})")
+    t.add_argument("--train_warmup", type=int, default=b.train_warmup,
+                   help=f"untimed steps first (default: {b.train_warmup})")
+    t.add_argument("--classes", type=int, default=b.classes,
+                   help=f"identities of the synthetic data (default: {b.classes})")
+    t.add_argument("--pipeline_batches", type=int, default=b.pipeline_batches,
+                   help=f"batches timed of the input pipeline alone (default: {b.pipeline_batches})")
     cli.add_config_flags(p.add_argument_group("model"), C.ModelConfig, defaults=C.MODEL_PRESETS[preset])
     cli.add_config_flags(p.add_argument_group("data (empty --train_directory: synthetic)"), C.DataConfig,
                          defaults=C.replace(C.DataConfig(), batch_size=64))
@@ -70,7 +72,7 @@ def build_parser(preset: str = "keras_original") -> argparse.ArgumentParser:
 
 
 def _check_args(parser, ns) -> None:
-    """Rejects impossible counts and missing model paths before any work starts."""
+    """Rejects impossible counts, and no model nor --train, before any work starts."""
     # flag -> (value, smallest allowed)
     counts = {"--runs": (ns.runs, 1), "--batch": (ns.batch, 1), "--train_steps": (ns.train_steps, 1),
               "--pipeline_batches": (ns.pipeline_batches, 1), "--classes": (ns.classes, 1),
@@ -81,10 +83,12 @@ def _check_args(parser, ns) -> None:
             parser.error(f"{flag} {value}: must be at least {least}")
     if not ns.models and not ns.train:
         parser.error("give at least one MODEL (.tflite file or SavedModel folder), or --train")
-    # Checked before TensorFlow loads: a typo fails in a second, with one line.
-    for path in ns.models:
-        if not os.path.exists(path):
-            cli.fail(f"{path}: no such file or folder (expected a .tflite file or a SavedModel folder)")
+
+
+def bench_config(ns: argparse.Namespace) -> BenchConfig:
+    """The BenchConfig of the parsed flags."""
+    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(BenchConfig)}
+    return BenchConfig(**dict(values, models=tuple(ns.models), threads=tuple(ns.threads)))
 
 
 def main(argv=None) -> None:
@@ -94,8 +98,8 @@ def main(argv=None) -> None:
     _check_args(parser, args)
     configs = cli.build_configs(parser, args, {"model": C.ModelConfig, "data": C.DataConfig,
                                                "train": C.TrainConfig})
-    try:
-        report = run(args, configs, log=lambda text: print(text, file=sys.stderr))
+    try:  # run checks every model path first: a typo fails before TensorFlow loads, with one line
+        report = run(bench_config(args), configs, log=lambda text: print(text, file=sys.stderr))
         print(render_text(report), end="")
         if args.json:
             write_json(args.json, report)

@@ -1,13 +1,15 @@
 """The benchmark runner: LiteRT latency and throughput, delegation, training and pipeline speed.
 
-``run(args, configs)`` measures what the shell ``python -m mfn_tf2.benchmark``
-was asked for and returns the report dict that ``reports.render_text`` /
-``render_markdown`` print; ``bench_exports`` is the demo's latency table of an
-export folder. Timing itself is ``latency.py``'s.
+``run(cfg, configs)`` measures what a ``BenchConfig`` (the flags of the shell
+``python -m mfn_tf2.benchmark``) asks for and returns the report dict that
+``reports.render_text`` / ``render_markdown`` print; ``bench_exports`` is the
+demo's latency table of an export folder. Timing itself is ``latency.py``'s:
+``latency.tflite_latencies`` with its ``RUNS`` / ``WARMUP``, as the export report's.
 
 Example:
-    >>> bench_exports("export/demo", {"fp32": "model_fp32.tflite"})[0]["p50_2"]   # doctest: +SKIP
-    1.95
+    >>> rows = bench_exports("android_demo_assets", {"int8": "model_int8.tflite"})   # doctest: +SKIP
+    >>> sorted(rows[0])                                                              # doctest: +SKIP
+    ['file', 'format', 'not_delegated', 'p50_1', 'p50_2', 'p90_2', 'size_mb']
 """
 from __future__ import annotations
 
@@ -15,20 +17,44 @@ import collections
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from mfn_tf2 import config as C
 from mfn_tf2.fileio import size_mb
 from mfn_tf2.images import ImageError, folder_images, read_rgb, warn_skipped
-from mfn_tf2.latency import (LatencyError, savedmodel_throughput, timed, tflite_latency,
+from mfn_tf2.latency import (RUNS, WARMUP, LatencyError, savedmodel_throughput, timed, tflite_latencies,
                              tflite_throughput)
-from mfn_tf2.models import ModelError, model_kind
+from mfn_tf2.models import accepted_kind
 from mfn_tf2.preprocess import resize
 from mfn_tf2.reports import machine_info
 
 # Real faces read for --images (enough for 4 distinct batches of 32).
 _MAX_IMAGES = 128
+# The model kinds that are timed (models.KINDS): LiteRT latency, or TensorFlow throughput.
+TIMED = ("tflite", "saved_model")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``run`` measures: the flags of ``python -m mfn_tf2.benchmark`` (the model flags go in ``configs``).
+
+    Example:
+        >>> BenchConfig(models=("m.tflite",), threads=(1, 2)).runs
+        100
+    """
+    models: tuple[str, ...] = ()           # .tflite files and SavedModel folders
+    threads: tuple[int, ...] = (1, 2, 4)   # LiteRT thread counts
+    runs: int = RUNS                       # timed invocations per (model, threads)
+    warmup: int = WARMUP                   # untimed invocations first
+    batch: int = 32                        # images per invocation of the throughput runs
+    images: str | None = None              # folder of real faces to feed; None: smooth random images
+    train: bool = False                    # also time training (configs' model, data and train)
+    train_steps: int = 10                  # timed optimizer steps
+    train_warmup: int = 3                  # untimed steps first
+    classes: int = 1000                    # identities of the synthetic data
+    pipeline_batches: int = 20             # batches timed of the input pipeline alone
 
 
 def load_images(directory: str, limit: int = _MAX_IMAGES) -> np.ndarray:
@@ -54,31 +80,26 @@ def load_images(directory: str, limit: int = _MAX_IMAGES) -> np.ndarray:
 
 def delegation(path: str, threads: int) -> dict:
     """Op count and the ops XNNPACK leaves to the builtin kernels ("OP (dtype)", with counts)."""
-    from mfn_tf2.tflite import op_report
+    from mfn_tf2.tflite import op_report  # lazy: tflite.py imports TensorFlow; timing needs only LiteRT
     report = op_report(path, num_threads=threads)
     slow = collections.Counter(f"{op['op']} ({op['dtype']})" for op in report if not op["delegated"])
     return {"ops": len(report), "not_delegated": [f"{n} x {name}" for name, n in sorted(slow.items())]}
 
 
-def bench_tflite(path: str, args, images) -> dict:
-    """Latency per thread count at batch 1, throughput at ``--batch``, size and delegation."""
+def bench_tflite(path: str, cfg: BenchConfig, images) -> dict:
+    """Latency per thread count at batch 1, throughput at ``cfg.batch``, size and delegation."""
     result = {"model": path, "kind": "tflite", "size_mb": size_mb(path), "runs": []}
-    for threads in args.threads:
-        stats = tflite_latency(path, threads, runs=args.runs, warmup=args.warmup, images=images)
-        stats["throughput"] = tflite_throughput(path, threads, args.batch, images=images)
+    for threads, stats in tflite_latencies([path], cfg.threads, cfg.runs, cfg.warmup, images)[path].items():
+        stats["throughput"] = tflite_throughput(path, threads, cfg.batch, images=images)
         result["runs"].append(stats)
-    result.update(delegation(path, max(args.threads)))
+    result.update(delegation(path, max(cfg.threads)))
     return result
 
 
-def bench_savedmodel(path: str, args, images) -> dict:
-    """Images/s of a SavedModel at ``--batch``."""
-    speed = savedmodel_throughput(path, args.batch, images=images)
-    return {"model": path, "kind": "saved_model", "runs": [{"batch": args.batch, "throughput": speed}]}
-
-
-# Model kind (models.model_kind) -> how it is benchmarked.
-BENCHES = {"tflite": bench_tflite, "saved_model": bench_savedmodel}
+def bench_savedmodel(path: str, cfg: BenchConfig, images) -> dict:
+    """Images/s of a SavedModel at ``cfg.batch``."""
+    speed = savedmodel_throughput(path, cfg.batch, images=images)
+    return {"model": path, "kind": "saved_model", "runs": [{"batch": cfg.batch, "throughput": speed}]}
 
 
 def train_speed(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, train_cfg: C.TrainConfig,
@@ -97,13 +118,13 @@ def train_speed(model_cfg: C.ModelConfig, data_cfg: C.DataConfig, train_cfg: C.T
     Returns:
         dict(images_per_second, step_ms (mean), steps, batch_size, precision, ...).
     """
-    from mfn_tf2.backend import tf
-    from mfn_tf2.backbones import complexity
-    from mfn_tf2.recognizer import build_recognizer, make_optimizer, set_precision
+    from mfn_tf2.backend import tf  # lazy: TensorFlow only for --train
+    from mfn_tf2.backbones import complexity  # lazy: TensorFlow only for --train
+    from mfn_tf2.recognizer import build_recognizer, make_optimizer, set_precision  # lazy: TensorFlow only for --train
     policy = set_precision(train_cfg.mixed_precision)
     batch = data_cfg.batch_size
     if data_cfg.train_directory:
-        from mfn_tf2.pipeline import open_training_data
+        from mfn_tf2.pipeline import open_training_data  # lazy: TensorFlow only for --train
         data = open_training_data(data_cfg, model_cfg.image_size)
         dataset, num_classes = data.train_dataset().repeat(), data.num_classes
     else:
@@ -131,7 +152,7 @@ def pipeline_speed(data_cfg: C.DataConfig, image_size: int, batches: int) -> dic
 
     The first batch (file listing, buffer filling) is not timed.
     """
-    from mfn_tf2.pipeline import open_training_data
+    from mfn_tf2.pipeline import open_training_data  # lazy: TensorFlow only for --train
     data = open_training_data(data_cfg, image_size)
     stream, cpu = iter(data.train_dataset().repeat()), []
     times = timed(lambda: next(stream), batches, warmup=1,
@@ -158,34 +179,44 @@ def _tf_threads() -> dict:
             "tf_inter_op": threading.get_inter_op_parallelism_threads()}
 
 
-def run(args, configs: dict, log=print) -> dict:
-    """Benchmarks everything ``args`` asks for and returns the report dict."""
+def run(cfg: BenchConfig, configs: dict, log=print) -> dict:
+    """Benchmarks everything ``cfg`` asks for and returns the report dict.
+
+    Args:
+        cfg: the models and the timing settings.
+        configs: {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}, read with ``cfg.train``.
+        log: where progress lines go.
+
+    Raises:
+        ModelError: a path that is missing or no .tflite file / SavedModel folder (all checked first);
+            LatencyError, DataError, ...: a model or folder that cannot be timed.
+    """
+    kinds = [(path, accepted_kind(path, TIMED)) for path in cfg.models]
     report = {"machine": machine_info(),
-              "settings": {"threads": list(args.threads), "runs": args.runs, "warmup": args.warmup,
-                           "batch": args.batch, "images": args.images or "smooth random"},
+              "settings": {"threads": list(cfg.threads), "runs": cfg.runs, "warmup": cfg.warmup,
+                           "batch": cfg.batch, "images": cfg.images or "smooth random"},
               "models": []}
-    images = load_images(args.images) if args.images else None
-    for path in args.models:
+    images = load_images(cfg.images) if cfg.images else None
+    for path, kind in kinds:
         log(f"benchmarking {path}")
-        bench = BENCHES.get(model_kind(path))
-        if bench is None:
-            raise ModelError(f"{path}: not a .tflite file nor a SavedModel folder (saved_model.pb)")
-        report["models"].append(bench(path, args, images))
-    if args.train:
+        bench = bench_tflite if kind == "tflite" else bench_savedmodel
+        report["models"].append(bench(path, cfg, images))
+    if cfg.train:
         model_cfg, data_cfg = configs["model"], configs["data"]
         if data_cfg.train_directory:
             log(f"input pipeline on {data_cfg.train_directory}")
-            report["pipeline"] = pipeline_speed(data_cfg, model_cfg.image_size, args.pipeline_batches)
+            report["pipeline"] = pipeline_speed(data_cfg, model_cfg.image_size, cfg.pipeline_batches)
         log(f"training {model_cfg.arch} at batch {data_cfg.batch_size} ({configs['train'].mixed_precision})")
-        report["training"] = train_speed(model_cfg, data_cfg, configs["train"], args.train_steps,
-                                         args.train_warmup, args.classes)
+        report["training"] = train_speed(model_cfg, data_cfg, configs["train"], cfg.train_steps,
+                                         cfg.train_warmup, cfg.classes)
     report["settings"].update(_tf_threads())
     report["load_after"] = [round(v, 2) for v in os.getloadavg()]
     return report
 
 
 def bench_exports(export_dir: str, files: dict) -> list[dict]:
-    """Latency at batch 1 on 1 and 2 threads of every .tflite file of an export folder.
+    """Latency at batch 1 on 1 and 2 threads (``latency.THREADS``) of every .tflite file of an export folder,
+    measured as the export report's (``latency.tflite_latencies``, its default runs and warm-up).
 
     Args:
         export_dir: the export folder.
@@ -195,17 +226,13 @@ def bench_exports(export_dir: str, files: dict) -> list[dict]:
         One row per .tflite file: format, file, size_mb, p50_1, p50_2, p90_2 (ms)
         and the ops XNNPACK leaves to the builtin kernels.
     """
-    from mfn_tf2.tflite import reference_only_ops
-    rows = []
-    for fmt, name in files.items():
-        if name.endswith(".tflite"):
-            path = os.path.join(export_dir, name)
-            lat = {t: tflite_latency(path, threads=t, runs=100, warmup=10) for t in (1, 2)}
-            rows.append({"format": fmt, "file": name, "size_mb": size_mb(path),
-                         "p50_1": lat[1]["p50"], "p50_2": lat[2]["p50"], "p90_2": lat[2]["p90"],
-                         "not_delegated": reference_only_ops(path)})
-    return rows
+    from mfn_tf2.tflite import reference_only_ops  # lazy: tflite.py imports TensorFlow; timing needs only LiteRT
+    paths = {fmt: os.path.join(export_dir, name) for fmt, name in files.items() if name.endswith(".tflite")}
+    lat = tflite_latencies(list(paths.values()))
+    return [{"format": fmt, "file": os.path.basename(path), "size_mb": size_mb(path),
+             "p50_1": lat[path][1]["p50"], "p50_2": lat[path][2]["p50"], "p90_2": lat[path][2]["p90"],
+             "not_delegated": reference_only_ops(path)} for fmt, path in paths.items()]
 
 
-__all__ = ["run", "bench_tflite", "bench_savedmodel", "bench_exports", "train_speed", "pipeline_speed",
+__all__ = ["BenchConfig", "TIMED", "run", "bench_tflite", "bench_savedmodel", "bench_exports", "train_speed", "pipeline_speed",
            "load_images", "delegation"]

@@ -191,8 +191,8 @@ def restore_head(directory: str, head) -> bool:
     return True
 
 
-# What models.load_pretrained (the table of model kinds) calls for the kinds that hold a run's
-# checkpoints or variables; it opens Keras files itself.
+# The "start" of models.KINDS (the one table of model kinds) for the kinds that hold a run's
+# checkpoints or variables; models opens Keras files itself.
 def copy_backbone(path: str, weights: list, backbone: keras.Model) -> None:
     """Sets the backbone's weights, or says the architectures differ."""
     saved, now = [tuple(w.shape) for w in weights], [tuple(v.shape) for v in backbone.weights]

@@ -18,12 +18,13 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from mfn_tf2.alignment import TEMPLATES, align_faces, template_for
 from mfn_tf2.config import PIXEL_MEAN, PIXEL_STD
 from mfn_tf2.detection import largest_landmarks
 from mfn_tf2.images import read_rgb
-from mfn_tf2.models import ModelError, model_kind, open_backbone, open_interpreter, open_keras, open_signature
+from mfn_tf2.models import RUNNABLE, ModelError, open_model
 from mfn_tf2.preprocess import crop, model_input, resize
 
 
@@ -52,7 +53,7 @@ class _Keras:
     def __init__(self, model):
         self.model = model
         # A plain graph call, 2-3x faster than eager; not predict_on_batch (a collective under the training strategy).
-        from mfn_tf2.backend import tf
+        from mfn_tf2.backend import tf  # lazy: keeps TensorFlow out of embedding with a .tflite file
         self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         _, self.height, self.width, _ = model.input_shape
         self.dtype, self.in_quant, self.kind = np.float32, None, "keras"
@@ -123,11 +124,11 @@ def pick_output(path: str, outputs: list[tuple[str, list]], wanted: str | None =
 
 
 class _SavedModel:
-    """A SavedModel's ``serving_default`` signature (TensorFlow's own threads: ``num_threads`` is unused)."""
+    """A SavedModel's ``serving_default`` signature (on TensorFlow's own thread pools)."""
 
-    def __init__(self, path: str, num_threads: int, output: str | None):
-        from mfn_tf2.backend import tf
-        self.fn = open_signature(path)
+    def __init__(self, path: str, fn, output: str | None):
+        from mfn_tf2.backend import tf  # lazy: keeps TensorFlow out of embedding with a .tflite file
+        self.fn = fn
         inputs = self.fn.structured_input_signature[1]
         self.height, self.width = _image_input(path, [(k, _shape(s.shape)) for k, s in inputs.items()])
         (self.arg, spec), = inputs.items()
@@ -143,8 +144,8 @@ class _SavedModel:
 class _TFLite:
     """A .tflite file on the LiteRT interpreter (XNNPACK), batched where the model allows."""
 
-    def __init__(self, path: str, num_threads: int, output: str | None):
-        self.interp = open_interpreter(path, num_threads)
+    def __init__(self, path: str, interp, output: str | None):
+        self.interp = interp
         inputs = self.interp.get_input_details()
         shapes = [(d["name"], _shape(d["shape_signature"] if len(d["shape_signature"]) else d["shape"])) for d in inputs]
         self.height, self.width = _image_input(path, shapes)
@@ -168,22 +169,13 @@ class _TFLite:
         return (out.astype(np.float32) - zero) * scale if scale else out.astype(np.float32)
 
 
-# Model kind (models.model_kind) -> the backend that embeds with it.
-_BACKENDS = {
-    "tflite": _TFLite,
-    "saved_model": _SavedModel,
-    "training": lambda path, num_threads, output: _Keras(open_backbone(path)[0]),
-    "keras": lambda path, num_threads, output: _Keras(open_keras(path)),
-}
-
-
 def _open_path(path: str, num_threads: int, output: str | None):
-    """Opens a model file or folder by its kind."""
-    backend = _BACKENDS.get(model_kind(path))
-    if backend is None:
-        raise ModelError(f"{path}: not a model (expected a .tflite file, a SavedModel folder with "
-                         "saved_model.pb, a training directory with run.json, or a Keras .h5/.keras backbone)")
-    return backend(path, num_threads, output)
+    """Opens a model file or folder (``models.open_model``) and embeds with what runs it:
+    a LiteRT interpreter, a serving signature, or a Keras model (a training folder's or a Keras file's)."""
+    kind, model = open_model(path, RUNNABLE, num_threads)
+    if kind == "tflite":
+        return _TFLite(path, model, output)
+    return _SavedModel(path, model, output) if kind == "saved_model" else _Keras(model)
 
 
 def model_metadata(path: str) -> dict:
@@ -308,7 +300,6 @@ class FeatureExtractor:
         Raises:
             ImageError: an unreadable file; DetectionError: with ``detect``, a photo with no face.
         """
-        from tqdm import tqdm
         out = []
         bar = tqdm(total=len(paths), desc=f"embedding ({os.path.basename(self.name)})",
                    unit="img", disable=not progress, leave=False)
@@ -321,6 +312,7 @@ class FeatureExtractor:
             bar.update(len(chunk))
         bar.close()
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
 
 def check_images(images) -> np.ndarray | list:
     """Validates user pixels: (H, W, 3) or (N, H, W, 3), uint8 or real 0-255, finite.

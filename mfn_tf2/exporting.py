@@ -33,15 +33,22 @@ from mfn_tf2.android import write_assets
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.calibration import FaceListing, calibrate_listing, list_faces
 from mfn_tf2.checkpoints import restore_head
+from mfn_tf2.distribute import make_strategy
 from mfn_tf2.embedders import FeatureExtractor
+from mfn_tf2.export_form import export_form
 from mfn_tf2.fileio import atomic_directory, size_mb, write_bytes, write_json, write_text
 from mfn_tf2.images import folder_images, read_rgb, warn_skipped
+from mfn_tf2.latency import tflite_latencies
 from mfn_tf2.models import ModelError, open_backbone, open_interpreter
+from mfn_tf2.pipeline import open_training_data
+from mfn_tf2.plots import plot_verification
 from mfn_tf2.preprocess import normalise, resize
+from mfn_tf2.recognizer import build_recognizer, make_optimizer
 from mfn_tf2.reports import export_markdown, int8_summary, machine_info
 from mfn_tf2.folders import DataError
 from mfn_tf2.metrics import kfold_correct
 from mfn_tf2.stats import paired_difference
+from mfn_tf2.tflite import convert
 from mfn_tf2.verification import load_pairs, verify_models
 
 
@@ -90,8 +97,6 @@ def write_saved_model(backbone: keras.Model, path: str) -> None:
 
 def convert_all(backbone, exp: C.ExportConfig, calibration, qat, log) -> dict:
     """Writes every requested TFLite file atomically; returns {format: path}."""
-    from mfn_tf2.export_form import export_form
-    from mfn_tf2.tflite import convert
     # Which Keras graph each format is converted from: int8 files from the export
     # form (post-training: calibrated; QAT: that same graph, fine-tuned).
     sources = {"fp32": backbone, "fp16": backbone, "dynamic": backbone,
@@ -232,7 +237,6 @@ def check_parity(result: dict, exp: C.ExportConfig) -> list[dict]:
 
 def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: C.DataConfig, log=print) -> dict:
     """Exports, verifies and reports; returns the report dict (``ok`` False on a parity failure)."""
-    from mfn_tf2.latency import tflite_latency
     pairs = load_pairs(eval_cfg)
     backbone, run_info = open_backbone(model_path)
     faces = threshold_faces(exp, eval_cfg)  # a folder that cannot measure FAR fails before the slow work
@@ -262,9 +266,9 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     write_json(os.path.join(exp.out, "metadata.json"),
                metadata(backbone, files, threshold, thresholds, run_info["model"] if run_info else None,
                         exp.template))
-    latency = {fmt: {t: round(tflite_latency(p, threads=t, runs=50, warmup=5)["p50"], 3) for t in (1, 2)}
-               for fmt, p in files.items() if p.endswith(".tflite") and fmt not in failed}
-    from mfn_tf2.plots import plot_verification
+    timed = {fmt: p for fmt, p in files.items() if p.endswith(".tflite") and fmt not in failed}
+    measured = tflite_latencies(list(timed.values()))  # the benchmark's and the demo's loop and defaults
+    latency = {fmt: {t: round(stats["p50"], 3) for t, stats in measured[p].items()} for fmt, p in timed.items()}
     plot_verification({n: (m["scores"], pairs.labels) for n, m in zip(names, result["models"])},
                       os.path.join(exp.out, "roc.png"))
     parity = check_parity(result, exp)
@@ -308,10 +312,7 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
     Raises:
         DataError: no ``train_directory``, or training data that cannot be read.
     """
-    from mfn_tf2.pipeline import open_training_data
-    from mfn_tf2.distribute import make_strategy
-    from mfn_tf2.quantize import qat_model
-    from mfn_tf2.recognizer import build_recognizer, make_optimizer
+    from mfn_tf2.quantize import qat_model  # lazy: tensorflow_model_optimization only for qat_int8
     if not data_cfg.train_directory:
         raise DataError("qat_int8 needs --train_directory (the training faces) for fine-tuning")
     model_cfg = C.from_dict(C.ModelConfig, run["model"]) if run else C.ModelConfig(

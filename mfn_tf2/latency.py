@@ -9,12 +9,15 @@ into the model's input the way the kit feeds it (normalised pixels
 ``(x - 127.5) / 128``, quantized with the input's own scale and zero point
 for int8 models, raw pixels for an unquantized integer input).
 
-Example:
-    >>> stats = tflite_latency("export/demo/model_fp32.tflite", threads=2)   # doctest: +SKIP
-    >>> round(stats["p50"], 1)                                               # doctest: +SKIP
-    7.9
-    >>> tflite_throughput("export/demo/model_fp32.tflite", threads=2, batch=32)  # doctest: +SKIP
-    161.3
+Every latency figure of a .tflite file (export's report, the benchmark, the
+demo's table) comes from ``tflite_latencies`` or ``tflite_latency`` with the
+same ``RUNS`` and ``WARMUP`` unless the user asks for others.
+
+Example (the shipped int8 model, a few runs):
+    >>> table = tflite_latencies(["android_demo_assets/model_int8.tflite"], threads=(1, 2), runs=3, warmup=1)
+    >>> stats = table["android_demo_assets/model_int8.tflite"]
+    >>> sorted(stats), 0 < stats[2]["min"] <= stats[2]["p50"] <= stats[2]["p99"]
+    ([1, 2], True)
 """
 from __future__ import annotations
 
@@ -23,8 +26,13 @@ import time
 import cv2
 import numpy as np
 
-from mfn_tf2.models import ModelError, model_kind, open_interpreter, open_signature
+from mfn_tf2.models import ModelError, accepted_kind, open_interpreter, open_signature
 from mfn_tf2.preprocess import model_input, resize
+
+# The one default of every latency figure: timed and untimed invocations per (file, threads).
+RUNS, WARMUP = 100, 10
+# Thread counts of the export report and the demo's table (a phone's big cores: 1 and 2).
+THREADS = (1, 2)
 
 # Side of the random grid that smooth test images are upsampled from: a face
 # crop has about this many "blobs" across, unlike white noise.
@@ -71,8 +79,7 @@ def _sized(images: np.ndarray | None, count: int, height: int, width: int) -> np
 
 def _interpreter(path: str, threads: int, batch: int):
     """A LiteRT interpreter on ``path`` with its input batch set to ``batch``."""
-    if model_kind(path) != "tflite":
-        raise ModelError(f"{path}: not a .tflite file")
+    accepted_kind(path, ("tflite",))
     interp = open_interpreter(path, threads)
     detail = interp.get_input_details()[0]
     if detail["shape"][0] != batch:
@@ -123,7 +130,7 @@ def _percentiles(times_ms: list[float]) -> dict:
             "p99": float(np.percentile(t, 99)), "mean": float(t.mean()), "min": float(t.min())}
 
 
-def tflite_latency(path: str, threads: int, runs: int = 100, warmup: int = 10, batch: int = 1,
+def tflite_latency(path: str, threads: int, runs: int = RUNS, warmup: int = WARMUP, batch: int = 1,
                    images: np.ndarray | None = None) -> dict:
     """Milliseconds per ``invoke()`` of a .tflite model on LiteRT (XNNPACK).
 
@@ -144,8 +151,8 @@ def tflite_latency(path: str, threads: int, runs: int = 100, warmup: int = 10, b
             cannot be set.
 
     Example:
-        >>> tflite_latency("model.tflite", threads=1, runs=20)["p50"]   # doctest: +SKIP
-        12.4
+        >>> tflite_latency("android_demo_assets/model_int8.tflite", threads=1, runs=3, warmup=1)["runs"]
+        3
     """
     interp = _interpreter(path, threads, batch)
     detail = interp.get_input_details()[0]
@@ -158,6 +165,25 @@ def tflite_latency(path: str, threads: int, runs: int = 100, warmup: int = 10, b
     times_ms = [1e3 * t for t in timed(interp.invoke, runs, warmup,
                                         prepare=lambda i: interp.set_tensor(detail["index"], inputs[i % distinct]))]
     return {**_percentiles(times_ms), "runs": runs, "warmup": warmup, "threads": threads, "batch": batch}
+
+
+def tflite_latencies(paths: list[str], threads: tuple[int, ...] = THREADS, runs: int = RUNS, warmup: int = WARMUP,
+                     images: np.ndarray | None = None) -> dict[str, dict[int, dict]]:
+    """Batch-1 latency of each .tflite file at each thread count: the one loop behind every report.
+
+    Args:
+        paths: .tflite files.
+        threads: interpreter thread counts.
+        runs, warmup, images: as ``tflite_latency``.
+
+    Returns:
+        {path: {threads: ``tflite_latency``'s dict (p50, p90, p99, mean, min in ms, ...)}}.
+
+    Raises:
+        ModelError: a missing, unloadable or non-.tflite file.
+    """
+    return {path: {t: tflite_latency(path, t, runs=runs, warmup=warmup, images=images) for t in threads}
+            for path in paths}
 
 
 def tflite_throughput(path: str, threads: int, batch: int, runs: int = 10, warmup: int = 2,
@@ -173,8 +199,8 @@ def tflite_throughput(path: str, threads: int, batch: int, runs: int = 10, warmu
         batch / mean invocation time, or None when the model's batch is fixed.
 
     Example:
-        >>> tflite_throughput("model.tflite", threads=2, batch=32)   # doctest: +SKIP
-        171.0
+        >>> tflite_throughput("android_demo_assets/model_int8.tflite", threads=1, batch=2, runs=2, warmup=1) > 0
+        True
     """
     try:
         stats = tflite_latency(path, threads, runs=runs, warmup=warmup, batch=batch, images=images)
@@ -203,10 +229,9 @@ def savedmodel_throughput(path: str, batch: int, runs: int = 10, warmup: int = 2
         ModelError: not a SavedModel with a serving_default signature.
 
     Example:
-        >>> savedmodel_throughput("export/demo/saved_model", batch=32)   # doctest: +SKIP
-        88.2
+        >>> images_per_second = savedmodel_throughput("export/demo/saved_model", batch=32)   # doctest: +SKIP
     """
-    from mfn_tf2.backend import tf
+    from mfn_tf2.backend import tf  # lazy: keeps TensorFlow out of timing .tflite files
     fn = open_signature(path)
     (name, spec), = fn.structured_input_signature[1].items()
     fixed, height, width, _ = spec.shape
@@ -217,5 +242,5 @@ def savedmodel_throughput(path: str, batch: int, runs: int = 10, warmup: int = 2
     return batch / float(np.mean(timed(lambda: fn(**feed), runs, warmup)))
 
 
-__all__ = ["LatencyError", "NotResizable", "smooth_images", "timed", "tflite_latency",
-           "tflite_throughput", "savedmodel_throughput"]
+__all__ = ["LatencyError", "NotResizable", "RUNS", "WARMUP", "THREADS", "smooth_images", "timed",
+           "tflite_latency", "tflite_latencies", "tflite_throughput", "savedmodel_throughput"]

@@ -10,8 +10,9 @@ from mfn_tf2.allocator import find_tcmalloc
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.config import ModelConfig
 from mfn_tf2.images import read_rgb
-from mfn_tf2.latency import (smooth_images, savedmodel_throughput, timed, tflite_latency,
-                             tflite_throughput)
+from mfn_tf2.benchmarking import BenchConfig, bench_exports, load_images, run
+from mfn_tf2.latency import (RUNS, WARMUP, smooth_images, savedmodel_throughput, timed, tflite_latencies,
+                             tflite_latency, tflite_throughput)
 from mfn_tf2.models import ModelError
 from mfn_tf2.backbones import build_backbone
 
@@ -84,9 +85,22 @@ def test_latency_names_a_file_that_is_not_a_model(tmp_path):
         tflite_latency(str(junk), threads=1, runs=1)
 
 
+def test_one_latency_loop_with_one_default(tiny_models, tmp_path):
+    """The runner takes a BenchConfig; it, the demo's table and export's report time with tflite_latencies."""
+    path = str(tiny_models["tflite"])
+    table = tflite_latencies([path], threads=(1, 2), runs=3, warmup=1)
+    assert list(table) == [path] and sorted(table[path]) == [1, 2]
+    assert all(s["runs"] == 3 and s["warmup"] == 1 and 0 < s["min"] <= s["p50"] for s in table[path].values())
+    assert (BenchConfig().runs, BenchConfig().warmup) == (RUNS, WARMUP)
+    report = run(BenchConfig(models=(path,), threads=(1,), runs=3, warmup=1, batch=2), {}, log=lambda _: None)
+    assert [(r["threads"], r["runs"]) for r in report["models"][0]["runs"]] == [(1, 3)]
+    shutil.copy(path, tmp_path / "model_fp32.tflite")
+    rows = bench_exports(str(tmp_path), {"fp32": "model_fp32.tflite", "saved_model": "saved_model"})
+    assert [r["format"] for r in rows] == ["fp32"] and 0 < rows[0]["p50_2"] <= rows[0]["p90_2"]
+
+
 def test_images_to_feed_are_found_by_content(demo_data, tmp_path):
     """--images: a face saved without an extension is used, a stray text file is not, by content."""
-    from mfn_tf2.benchmarking import load_images
     face = sorted((demo_data / "heldout").rglob("*.jpg"))[0]
     shutil.copy(face, tmp_path / "face_no_extension")
     (tmp_path / "notes.jpg").write_text("not an image")
@@ -157,6 +171,13 @@ def test_cli_bad_model_path_is_one_error_line(tmp_path):
     assert res.returncode != 0
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "nope.tflite" in lines[0]
+
+
+def test_cli_model_of_another_kind_is_the_one_not_a_model_line(tmp_path):
+    res = run_cli("benchmark", tmp_path, "--runs", "1")
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: expected a .tflite file or a SavedModel folder; this is not a model of those kinds"]
 
 
 def test_cli_needs_a_model_or_train():
