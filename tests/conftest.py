@@ -152,8 +152,37 @@ def tiny_run(tmp_path_factory):
     return root / "weights", root / "faces", root / "pairs.txt"
 
 
+def tiny_demo_args(root: Path) -> tuple:
+    """The demo command of ``tiny_demo`` (without --android_assets), its output in root/demo_out."""
+    return ("demo", "--data", root / "faces", "--heldout", DEMO_DATA / "heldout", "--pairs", root / "pairs.txt",
+            "--out", root / "demo_out", "--epochs", "1", "--image_size", "32", "--width", "0.25")
+
+
+def _tiny_demo_run(root: Path) -> None:
+    faces = make_face_tree(root / "faces", n_ids=24, n_imgs=4)
+    # 48 of the bundled held-out pairs in the LFW format (2 folds x 12 same + 12 different): the thresholds
+    # still come from every pair of the held-out folder (over a million different-person pairs).
+    lines = (DEMO_DATA / "pairs_heldout.txt").read_text().splitlines()
+    pairs = root / "pairs.txt"
+    pairs.write_text("\n".join(["2\t12"] + [lines[k] for first in (1, 301, 601, 901)
+                                             for k in range(first, first + 12)]) + "\n")
+    proc = run_cli(*tiny_demo_args(root), "--android_assets", root / "assets")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (root / "stdout.txt").write_text(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """``python -m mfn_tf2.demo`` once per test run on a tiny model (one epoch, 32 px, 24 people x 4 faces),
+    with --android_assets: root/demo_out (weights/, export/, report.md), root/assets, root/stdout.txt.
+
+    Shared by test_demo and test_android_assets: read it, or copy it to change it.
+    """
+    return built_once(tmp_path_factory, "tiny_demo", _tiny_demo_run)
+
+
 # Tests that use these fixtures wait for a training run: marked slow (`make test-fast` skips them).
-SLOW_FIXTURES = {"tiny_run"}
+SLOW_FIXTURES = {"tiny_run", "tiny_demo"}
 
 # The files that run longest, longest first (minutes on 2 cores); the others follow by name. With
 # two workers taking one file at a time (make test: --dist loadfile --no-loadscope-reorder)

@@ -1,8 +1,8 @@
 """Android assets: the committed android_demo_assets/ and a freshly written folder are portable,
 reproduce their goldens in LiteRT by hand, and ship the threshold measured with the shipped file.
 
-The committed folder is checked as it is (`make demo` rewrites it); a tiny export's folder is
-written here (slow) so the same checks run on what the code writes today.
+The committed folder is checked as it is (`make demo` rewrites it); the folder a tiny demo run writes
+(conftest's ``tiny_demo``, slow) gets the same checks, on what the code writes today.
 """
 import hashlib
 import json
@@ -12,26 +12,17 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DEMO_DATA, REPO, golden_cosines, run_cli
+from conftest import REPO, golden_cosines
 
 ASSETS = REPO / "android_demo_assets"
 TEXT = (".md", ".json", ".txt", ".csv")
 
 
 @pytest.fixture(scope="module")
-def fresh(tiny_run, tmp_path_factory):
-    """The tiny run exported (int8, QAT int8, fp16) with --android_assets; thresholds measured on
-    every pair of the bundled held-out faces. Returns (export folder, assets folder)."""
-    save_dir, faces, pairs = tiny_run
-    out = tmp_path_factory.mktemp("android") / "export"
-    assets = out.parent / "assets"
-    proc = run_cli("export", save_dir, "--out", out, "--formats", "int8,qat_int8,fp16",
-                   "--representative_dir", faces, "--train_directory", faces, "--batch_size", "8",
-                   "--num_calibration", "20", "--qat_epochs", "0.5", "--pairs_filename", pairs,
-                   "--data_directory", faces, "--calibration_dir", DEMO_DATA / "heldout",
-                   "--max_accuracy_drop", "100", "--min_cosine", "0", "--android_assets", assets)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, assets
+def fresh(tiny_demo):
+    """The tiny demo run's export (every format) and the assets it wrote from it (--android_assets);
+    thresholds measured on every pair of the bundled held-out faces. Returns (export folder, assets folder)."""
+    return tiny_demo / "demo_out" / "export", tiny_demo / "assets"
 
 
 @pytest.fixture(params=["committed", "fresh"])

@@ -1,24 +1,17 @@
 """A shortened `python -m mfn_tf2.demo` (tiny model, one epoch): every step, model file and report part,
-and the Android assets written from that same run's export."""
+and the Android assets written from that same run's export (the run is conftest's ``tiny_demo``, shared
+with test_android_assets)."""
 import json
 import re
+import shutil
 
-import pytest
-
-from conftest import make_face_tree, run_cli, write_plain_pairs
+from conftest import make_face_tree, run_cli, tiny_demo_args, write_plain_pairs
 
 
-@pytest.mark.slow  # trains, exports and benchmarks
-def test_short_demo_produces_report_pngs_and_every_model(tmp_path):
-    faces = make_face_tree(tmp_path / "faces", n_ids=24, n_imgs=4)
-    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 48)  # 11 verifications: not the 1,200 bundled pairs
-    out = tmp_path / "demo_out"
-    args = ("demo", "--data", faces, "--heldout", faces, "--pairs", pairs, "--out", out, "--epochs", "1",
-            "--image_size", "32", "--width", "0.25", "--android_assets", tmp_path / "assets")
-    proc = run_cli(*args)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_short_demo_produces_report_pngs_and_every_model(tiny_demo, tmp_path):
+    out, stdout = tiny_demo / "demo_out", (tiny_demo / "stdout.txt").read_text()
     for step in ("train", "verify the float model", "export + verify every format", "benchmark"):
-        assert f"[done] {step}" in proc.stdout, step
+        assert f"[done] {step}" in stdout, step
     export = out / "export"
     for name in ("saved_model/saved_model.pb", "model_fp32.tflite", "model_fp16.tflite", "model_dynamic.tflite",
                  "model_int8.tflite", "model_qat_int8.tflite", "metadata.json", "roc.png"):
@@ -27,7 +20,7 @@ def test_short_demo_produces_report_pngs_and_every_model(tmp_path):
     report = (out / "report.md").read_text()
     for fmt in ("fp32", "fp16", "dynamic", "int8", "qat_int8", "saved_model"):
         assert f"| {fmt} |" in report, fmt
-    assert "export/roc.png" in report and "## Benchmark" in report and "with flip" in proc.stdout
+    assert "export/roc.png" in report and "## Benchmark" in report and "with flip" in stdout
     # each int8 file (per-channel and per-tensor) against float with its paired test
     for name in ("model_int8.tflite", "model_qat_int8.tflite"):
         for scales in ("per-channel", "per-tensor"):
@@ -37,8 +30,8 @@ def test_short_demo_produces_report_pngs_and_every_model(tmp_path):
     thr = meta["threshold"]
     assert "## What ships" in report and f"cosine >= **{thr['cosine']:.4f}**" in report and thr["why"] in report
     # the assets come from this run's export: its recommended int8 file, byte for byte, and its thresholds
-    assets = tmp_path / "assets"
-    assert "[done] android assets" in proc.stdout
+    assets = tiny_demo / "assets"
+    assert "[done] android assets" in stdout
     shipped = json.loads((assets / "metadata.json").read_text())
     assert shipped["files"]["model_int8.tflite"]["source"] == thr["file"]
     assert (assets / "model_int8.tflite").read_bytes() == (export / thr["file"]).read_bytes()
@@ -49,7 +42,9 @@ def test_short_demo_produces_report_pngs_and_every_model(tmp_path):
     from mfn_tf2.android import leaks
     found = {p.name: leaks(p.read_text()) for p in assets.rglob("*") if p.suffix in (".md", ".json")}
     assert len(found) == 4 and not any(found.values()), found
-    again = run_cli(*args[:-2])  # a second run reuses the finished steps
+    copy = tmp_path / "copy"  # the shared run is only read: a second run goes to a copy (mtimes kept)
+    shutil.copytree(tiny_demo, copy)
+    again = run_cli(*tiny_demo_args(copy))  # reuses the finished steps
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[skip] train" in again.stdout and "[skip] export" in again.stdout
 
