@@ -51,7 +51,7 @@ import struct
 import numpy as np
 from PIL import Image
 
-from mfn_tf2.images import ImageError
+from mfn_tf2.images import IMAGE_ENDS, ImageError
 from mfn_tf2.folders import DataError
 
 MAGIC = 0xCED7230A
@@ -61,7 +61,7 @@ _LENGTH_BITS = 29
 _FRAME = 8  # magic + lrecord
 # Image signatures (first bytes) and the bytes a complete file ends with.
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG"
-_ENDS = {_JPEG: b"\xff\xd9", _PNG: b"IEND\xaeB`\x82"}
+_ENDS = {_JPEG: IMAGE_ENDS["JPEG"], _PNG: IMAGE_ENDS["PNG"]}
 
 
 class RecordError(ImageError):
