@@ -433,12 +433,10 @@ class Recipe:
 RECIPES = {
     # The original Keras implementation's defaults: large data on GPUs.
     "keras_original": Recipe(),
-    # Learns in minutes on two CPU cores (the demo: about 14 minutes with the export on
-    # LFW-sized data): a small input, a gentler ArcFace (s 32, margin warmed up) and a
-    # short warm-up + cosine schedule. Learning rate 0.2
-    # and weight decay 1e-3 were the best of 7 runs of 14-16 epochs on the bundled
-    # faces (README "The demo's recipe"): 88.9 % on its held-out pairs at 16 epochs,
-    # 86.7 % in a 15-epoch `make demo` (runs differ by ~2 points; the old recipe: 86.6 %).
+    # Learns in minutes on two CPU cores (about 15 on the bundled faces): a small input, a gentler
+    # ArcFace (s 32, margin warmed up) and a short warm-up + cosine schedule. Learning rate 0.2 and
+    # weight decay 1e-3 did best in a search of 14-16 epoch runs on the bundled faces; what it
+    # reaches on their held-out pairs is in docs/benchmarks.md (runs of it differ by about a point).
     "cpu_demo": Recipe(
         model=ModelConfig(image_size=64, expansion_ratio="paper", embedding_dim=128,
                           loss_scale=32.0, loss_margin=0.5),
