@@ -1,11 +1,14 @@
 """Bad input never crashes deep inside TensorFlow and never loses work.
 
-One row per input of the issue's matrix. A row runs the real CLI a user would
-run (``python -m mfn_tf2.<cli>`` in a subprocess) and asserts the exit code,
-that the one ``error:`` line names the culprit (file, line or flag), and that
-nothing an earlier run wrote was lost. ``FeatureExtractor.infer`` rows call the
-API in-process. Interrupted runs are killed with SIGKILL at a seeded random
-moment inside the write they interrupt.
+One row per kind of bad input. A row runs the CLI a user would run and asserts
+the exit code, that the one ``error:`` line names the culprit (file, line or
+flag), and that nothing an earlier run wrote was lost. Rows that training,
+permissions, locks or kills are about run ``python -m mfn_tf2.<cli>`` in a
+subprocess; rows refused by ``evaluate`` or ``export`` before any work run the
+CLI's own ``main`` in-process (``run_main``: the same code and output, and an
+exception that escapes it fails the test), without a TensorFlow start per row.
+``FeatureExtractor.infer`` rows call the API in-process. Interrupted runs are
+killed with SIGKILL at a seeded random moment inside the write they interrupt.
 """
 import json
 import os
@@ -211,8 +214,7 @@ def test_pairs_file(tmp_path, fp32_model, row):
     pairs = tmp_path / "pairs.txt"
     if make is not None:
         pairs.write_bytes(make(lines).encode())
-    proc = run_cli("evaluate", fp32_model, "--pairs_filename", pairs,
-                   "--data_directory", DEMO_DATA / "heldout")
+    proc = run_main("evaluate", fp32_model, "--pairs_filename", pairs, "--data_directory", DEMO_DATA / "heldout")
     if expected is None:  # handled: the 8 pairs are read and scored
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert f"8 pairs from {pairs}" in proc.stdout
@@ -278,7 +280,7 @@ def _saved_model(tmp_path, shapes):
 def test_evaluate_model_path(tmp_path, clean, tflite_bytes, request, row):
     make, words = MODEL_ROWS[row]
     model = make(tmp_path, tflite_bytes, request)
-    proc = run_cli("evaluate", model, "--pairs_filename", clean[1], "--data_directory", clean[0])
+    proc = run_main("evaluate", model, "--pairs_filename", clean[1], "--data_directory", clean[0])
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert error_line(proc).startswith(f"error: {model}") and words in error_line(proc), error_line(proc)
 
@@ -296,7 +298,7 @@ def test_evaluate_output_choice(tmp_path, clean, tflite_bytes, row):
     feature_map = _two_output_indices(model)[0]
     wanted, words = {"no such output": ("9", "--output 9: no such output (outputs: "),
                      "not an embedding": (str(feature_map), "is not an embedding (batch, D)")}[row]
-    proc = run_cli("evaluate", model, "--pairs_filename", clean[1], "--data_directory", clean[0], "--output", wanted)
+    proc = run_main("evaluate", model, "--pairs_filename", clean[1], "--data_directory", clean[0], "--output", wanted)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert error_line(proc).startswith(f"error: {model}: ") and words in error_line(proc), error_line(proc)
 
@@ -305,7 +307,7 @@ def test_evaluate_output_choice(tmp_path, clean, tflite_bytes, row):
 def test_export_model_path(tmp_path, clean, row):
     model = tmp_path / "nope" if row == "missing" else tmp_path
     faces, pairs = clean
-    proc = run_cli("export", model, "--out", tmp_path / "out", "--formats", "fp32", "--pairs_filename", pairs,
+    proc = run_main("export", model, "--out", tmp_path / "out", "--formats", "fp32", "--pairs_filename", pairs,
                    "--data_directory", faces, "--representative_dir", faces)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert error_line(proc) == {"missing": f"error: {model}: no such file or folder",
@@ -488,7 +490,7 @@ def test_rerun_sweeps_what_a_killed_run_left(tmp_path, clean):
     out = tmp_path / "packed"
     (out / ".tmp-saved_model0x1y").mkdir(parents=True)
     (out / ".tmp-manifest.jsonab12").write_text("{")
-    proc = run_cli("data", "pack", clean[0], out, "--shards", "2")
+    proc = run_main("data", "pack", clean[0], out, "--shards", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not [p.name for p in out.iterdir() if p.name.startswith((".tmp-", ".old-"))]
 
