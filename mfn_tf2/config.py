@@ -7,6 +7,10 @@ checks its values when it is built: a bad one raises ValueError naming the
 flag ("--batch_size 0: must be a positive integer"), which the CLIs turn into
 an argparse error before any work starts.
 
+This module holds the model, data and training configs, their presets and recipes; the value rules
+and name lists live in ``rules``, the evaluation and export configs in ``eval_export_config``, and
+all of them are importable from here (``config.EvalConfig``, ``config.FORMATS``).
+
 Example:
     >>> from mfn_tf2.config import ModelConfig, MODEL_PRESETS
     >>> ModelConfig().embedding_dim
@@ -20,62 +24,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
+
+from mfn_tf2.eval_export_config import EvalConfig, ExportConfig, set_name
+from mfn_tf2.rules import (ARCH_NAMES, EXPORT_FILES, FAR_TARGETS, FORMATS, LR_SCHEDULES, NON_NEGATIVE, OPTIMIZERS,
+                           POSITIVE, POSITIVE_INT, PRECISIONS, PRELU_SLOPES, STRATEGIES, TEMPLATE_NAMES, check,
+                           one_of, optional, within)
 
 # Pixel normalisation used by every model of the kit: (x - 127.5) / 128.
 PIXEL_MEAN = 127.5
 PIXEL_STD = 128.0
-
-
-# PReLU slope layouts -> the axes one slope is shared over (NHWC; 1, 2 = spatial).
-PRELU_SLOPES = {"channel": (1, 2), "shared": (1, 2, 3)}
-
-# Name lists of the choices a config takes; the modules that act on a name key their
-# dicts by these (backbones.ARCHS, recognizer's optimizers, schedules and precisions).
-ARCH_NAMES = ("mobilefacenet", "mbf")
-OPTIMIZERS = ("sgd", "adamw")
-LR_SCHEDULES = ("cosine", "polynomial", "constant")
-PRECISIONS = ("off", "auto", "bfloat16", "float16", "bf32")
-STRATEGIES = ("auto", "mirrored", "multi_worker")
-
-
-# Value rules: (predicate, what a value must be). A field's rule names the flag
-# in its error, e.g. "--batch_size 0: must be a positive integer".
-_POSITIVE_INT = (lambda v: v >= 1, "must be a positive integer")
-_NON_NEGATIVE = (lambda v: v >= 0, "must be 0 or more")
-_POSITIVE = (lambda v: v > 0, "must be positive")
-
-
-def _within(low, high, *, open_low=False, open_high=False):
-    """The rule for numbers between ``low`` and ``high`` (ends closed unless open)."""
-    shown = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-    return (lambda v: (v > low if open_low else v >= low) and (v < high if open_high else v <= high),
-            f"must be in {shown}")
-
-
-def _one_of(*names):
-    return lambda v: v in names, f"choose one of {', '.join(map(str, names))}"
-
-
-def _optional(rule):
-    """``rule``, or None (the field's "not set")."""
-    return (lambda v: v is None or rule[0](v)), rule[1]
-
-
-def _check(cfg, rules: dict) -> None:
-    """Raises ValueError("--field value: what it must be") for the first field breaking its rule.
-
-    Args:
-        cfg: a config instance.
-        rules: {field name: (predicate on the value, what the value must be)}.
-    """
-    for name, (ok, must) in rules.items():
-        value = getattr(cfg, name)
-        if not ok(value):
-            shown = (",".join(map(str, value)) if isinstance(value, tuple)
-                     else repr(value) if isinstance(value, str) else value)
-            raise ValueError(f"--{name} {shown}: {must}")
 
 
 @dataclass(frozen=True)
@@ -106,22 +64,21 @@ class ModelConfig:
     loss_margin: float = 0.5
 
     def __post_init__(self):
-        _check(self, _MODEL_RULES)
+        check(self, _MODEL_RULES)
 
 
 _MODEL_RULES = {
-    "arch": _one_of(*ARCH_NAMES),
+    "arch": one_of(*ARCH_NAMES),
     # Five stride-2 stages; the global depthwise conv needs a whole feature map.
     "image_size": (lambda v: v >= 32 and v % 16 == 0, "MobileFaceNet needs a multiple of 16, at least 32"),
     "expansion_ratio": (lambda v: v == "paper" or (v.isdigit() and int(v) >= 1),
                         'use a positive integer such as "6", or "paper"'),
-    "embedding_dim": _POSITIVE_INT,
-    "width": _POSITIVE,
-    "prelu": _one_of(*PRELU_SLOPES),
-    "loss_scale": _POSITIVE,
-    "loss_margin": _NON_NEGATIVE,
+    "embedding_dim": POSITIVE_INT,
+    "width": POSITIVE,
+    "prelu": one_of(*PRELU_SLOPES),
+    "loss_scale": POSITIVE,
+    "loss_margin": NON_NEGATIVE,
 }
-
 
 
 # Named model configurations a user can start from (``--preset``). keras_original: the defaults of
@@ -168,96 +125,20 @@ class DataConfig:
     seed: int = 0
 
     def __post_init__(self):
-        _check(self, _DATA_RULES)
+        check(self, _DATA_RULES)
 
 
 _DATA_RULES = {
-    "batch_size": _POSITIVE_INT,
-    "aug_freq": _within(0, 1),
-    "image_size": _POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "aug_freq": within(0, 1),
+    "image_size": POSITIVE_INT,
     # Every identity keeps at least one training image, so 1 would be all-but-one.
-    "valid_split_ratio": _within(0, 1, open_high=True),
-    "min_images": _POSITIVE_INT,
-    "max_identities": (_NON_NEGATIVE[0], "must be 0 (all) or more"),
-    "data_generator": _optional((lambda v: all(v.partition(":")[::2]), "give module:function")),
-    "seed": _NON_NEGATIVE,
+    "valid_split_ratio": within(0, 1, open_high=True),
+    "min_images": POSITIVE_INT,
+    "max_identities": (NON_NEGATIVE[0], "must be 0 (all) or more"),
+    "data_generator": optional((lambda v: all(v.partition(":")[::2]), "give module:function")),
+    "seed": NON_NEGATIVE,
 }
-
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Face verification on pairs (the periodic check and the evaluator).
-
-    Args:
-        pairs_filename: LFW ``pairs.txt`` format or plain ``path1 path2 label``;
-            None generates pairs from ``data_directory``.
-        data_directory: root the pair paths / names resolve under.
-        sample_type: 0 balanced generated pairs, 1 all pairs among
-            ``num_person`` x ``num_sample`` images.
-        repeat_times: rounds of balanced sampling (sample_type 0).
-        num_person: people drawn (sample_type 1).
-        num_sample: images per person (sample_type 1).
-        far_target: false accept rates at which TAR is reported.
-        flip: add the embedding of the mirrored image (insightface "Accuracy-Flip").
-        skip_missing: skip and count pairs whose image is missing.
-        crop: (left, top, right, bottom) pixel box taken before resizing.
-        mean: pixel mean subtracted before a float model (default: the model's
-            metadata.json, else 127.5).
-        std: pixel divisor (default: metadata, else 128).
-        bgr: feed channels in BGR order (default: metadata, else RGB).
-        batch_size: images per model call.
-        seed: seed for generated pairs.
-        verification_sets: insightface .bin sets (lfw.bin,cfp_fp.bin,agedb_30.bin)
-            scored too, with and without flip, on 10 contiguous folds.
-        best_by: what picks the best checkpoint: "pairs" (the pairs' accuracy; with
-            no pairs the first set's) or a verification set's name (agedb_30: its accuracy-flip).
-    """
-    pairs_filename: str | None = None
-    data_directory: str = ""
-    sample_type: int = 0
-    repeat_times: int = 10
-    num_person: int = 10
-    num_sample: int = 20
-    far_target: tuple[float, ...] = (1e-2,)
-    flip: bool = False
-    skip_missing: bool = False
-    crop: tuple[int, int, int, int] | None = None
-    mean: float | None = None
-    std: float | None = None
-    bgr: bool | None = None
-    batch_size: int = 64
-    seed: int = 0
-    verification_sets: tuple[str, ...] = ()
-    best_by: str = "pairs"
-
-    def __post_init__(self):
-        _check(self, _EVAL_RULES)
-        names = ("pairs",) + tuple(set_name(p) for p in self.verification_sets)
-        _check(self, {"best_by": _one_of(*names)})
-
-
-def set_name(path: str) -> str:
-    """The name a .bin verification set goes by: its file stem (``data/agedb_30.bin`` -> ``agedb_30``)."""
-    return os.path.splitext(os.path.basename(path))[0]
-
-
-_EVAL_RULES = {
-    "sample_type": (_one_of(0, 1)[0], "choose 0 (balanced pairs) or 1 (all pairs)"),
-    "repeat_times": _POSITIVE_INT,
-    "num_person": _POSITIVE_INT,
-    "num_sample": _POSITIVE_INT,
-    "far_target": (lambda v: len(v) > 0 and all(0 < t < 1 for t in v),
-                   "each false accept rate must be in (0, 1), e.g. 1e-3,1e-2"),
-    "crop": _optional((lambda v: len(v) == 4 and 0 <= v[0] < v[2] and 0 <= v[1] < v[3],
-                       "give left,top,right,bottom with left < right and top < bottom")),
-    "std": _optional(_POSITIVE),
-    "batch_size": _POSITIVE_INT,
-    "seed": _NON_NEGATIVE,
-    "verification_sets": (lambda v: all(p.endswith(".bin") for p in v),
-                          "give insightface .bin files, e.g. lfw.bin,cfp_fp.bin,agedb_30.bin"),
-}
-
 
 
 @dataclass(frozen=True)
@@ -316,104 +197,34 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        _check(self, _TRAIN_RULES)
+        check(self, _TRAIN_RULES)
 
 
 _TRAIN_RULES = {
-    "checkpoint_epochs": _POSITIVE_INT,
-    "checkpoint_steps": (_NON_NEGATIVE[0], "must be 0 (off) or more"),
-    "epochs": _POSITIVE_INT,
-    "evaluate_epochs": _POSITIVE_INT,
-    "optimizer": _one_of(*OPTIMIZERS),
-    "learning_rate": _POSITIVE,
-    "momentum": _within(0, 1, open_high=True),
-    "weight_decay": _NON_NEGATIVE,
-    "warmup_epochs": _NON_NEGATIVE,
-    "lr_schedule": _one_of(*LR_SCHEDULES),
-    "margin_warmup_epochs": _NON_NEGATIVE,
-    "mixed_precision": _one_of(*PRECISIONS),
-    "max_minutes": (_NON_NEGATIVE[0], "must be 0 (no limit) or more"),
+    "checkpoint_epochs": POSITIVE_INT,
+    "checkpoint_steps": (NON_NEGATIVE[0], "must be 0 (off) or more"),
+    "epochs": POSITIVE_INT,
+    "evaluate_epochs": POSITIVE_INT,
+    "optimizer": one_of(*OPTIMIZERS),
+    "learning_rate": POSITIVE,
+    "momentum": within(0, 1, open_high=True),
+    "weight_decay": NON_NEGATIVE,
+    "warmup_epochs": NON_NEGATIVE,
+    "lr_schedule": one_of(*LR_SCHEDULES),
+    "margin_warmup_epochs": NON_NEGATIVE,
+    "mixed_precision": one_of(*PRECISIONS),
+    "max_minutes": (NON_NEGATIVE[0], "must be 0 (no limit) or more"),
     # Whether the ids exist is checked when devices are set up (distribute.py).
-    "gpu": _optional((lambda v: all(g.strip().isdigit() for g in v.split(",") if g.strip()),
+    "gpu": optional((lambda v: all(g.strip().isdigit() for g in v.split(",") if g.strip()),
                       "give GPU ids such as 0 or 0,1, or '' for CPU only")),
-    "strategy": _one_of(*STRATEGIES),
-    "logical_cpus": _NON_NEGATIVE,
-    "seed": _NON_NEGATIVE,
+    "strategy": one_of(*STRATEGIES),
+    "logical_cpus": NON_NEGATIVE,
+    "seed": NON_NEGATIVE,
 }
 
 
-
-# Every export format, in the order files are written.
-FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
-# Export format -> file name inside the export folder.
 # The file that marks a training directory (written by ``checkpoints.claim_directory``).
 RUN_FILE = "run.json"
-
-EXPORT_FILES = {"saved_model": "saved_model", "fp32": "model_fp32.tflite", "fp16": "model_fp16.tflite",
-         "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite", "qat_int8": "model_qat_int8.tflite"}
-# The 5-point layouts faces are aligned to (alignment.TEMPLATES holds their points): ArcFace's
-# 112x112 and its 112x96 crop, and lfw_a, the layout of the bundled LFW faces (LFW-a crops).
-TEMPLATE_NAMES = ("112x112", "112x96", "lfw_a")
-# False accept rates at which thresholds are measured (calibrate, export's metadata.json).
-FAR_TARGETS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """Head stripping, quantization and export.
-
-    Args:
-        out: the export folder (``export/NAME``).
-        formats: which files to write (see ``FORMATS``).
-        representative_dir: real face images that calibrate int8.
-        num_calibration: images used for calibration.
-        qat_epochs: quantization-aware fine-tuning epochs (of the export form:
-            batch norm folded, so its statistics cannot drift); fractions
-            allowed (0.5: steps over half the training images).
-        qat_learning_rate: learning rate of that fine-tuning.
-        per_tensor: int8 and qat_int8 with one weight scale per conv instead of
-            one per output channel, for accelerators and NNAPI/DSP drivers that
-            take only per-tensor scales (post-training int8 of depthwise convs
-            suffers there; QAT recovers it).
-        max_accuracy_drop: accuracy points an exported model may lose.
-        min_cosine: mean embedding cosine to the float model it must reach.
-        android_assets: also fill this folder with the app's assets.
-        calibration_dir: a folder of identity sub-folders whose every pair measures
-            each exported file's thresholds (default: --data_directory).
-        template: the 5-point layout the training faces were aligned to (112x112, 112x96 or
-            lfw_a, the bundled LFW faces'); metadata.json names it, and apps and the
-            evaluator align raw photos onto it (default: ArcFace's for the input's aspect).
-    """
-    out: str = "export/model"
-    formats: tuple[str, ...] = FORMATS
-    representative_dir: str | None = None
-    num_calibration: int = 200
-    qat_epochs: float = 1.0
-    qat_learning_rate: float = 1e-5
-    per_tensor: bool = False
-    max_accuracy_drop: float = 1.0
-    min_cosine: float = 0.98
-    android_assets: str | None = None
-    calibration_dir: str | None = None
-    template: str | None = None
-
-    def __post_init__(self):
-        _check(self, _EXPORT_RULES)
-        if self.android_assets and not {"int8", "fp16"} & set(self.formats):
-            raise ValueError(f"--android_assets {self.android_assets}: the app ships the int8 or fp16 "
-                             "model; add int8 or fp16 to --formats")
-
-
-_EXPORT_RULES = {
-    "formats": (lambda v: len(v) > 0 and set(v) <= set(FORMATS), f"choose from {','.join(FORMATS)}"),
-    "num_calibration": _POSITIVE_INT,
-    "qat_epochs": _POSITIVE,
-    "qat_learning_rate": _POSITIVE,
-    "max_accuracy_drop": _NON_NEGATIVE,
-    "min_cosine": _within(-1, 1),
-    "template": (lambda v: v is None or v in TEMPLATE_NAMES, f"choose one of {', '.join(TEMPLATE_NAMES)}"),
-}
-
 
 
 @dataclass(frozen=True)
@@ -477,8 +288,7 @@ def from_dict(cls, values: dict):
     return cls(**kept)
 
 
-__all__ = ["ModelConfig", "DataConfig", "EvalConfig", "TrainConfig", "ExportConfig",
-           "MODEL_PRESETS", "PRELU_SLOPES", "ARCH_NAMES", "OPTIMIZERS", "LR_SCHEDULES", "PRECISIONS", "STRATEGIES",
-           "FORMATS", "EXPORT_FILES", "RUN_FILE", "Recipe", "RECIPES", "PIXEL_MEAN", "PIXEL_STD", "replace", "to_dict",
-           "set_name",
-           "from_dict"]
+__all__ = ["ModelConfig", "DataConfig", "EvalConfig", "TrainConfig", "ExportConfig", "Recipe", "MODEL_PRESETS",
+           "RECIPES", "RENAMED", "PRELU_SLOPES", "ARCH_NAMES", "OPTIMIZERS", "LR_SCHEDULES", "PRECISIONS",
+           "STRATEGIES", "FORMATS", "EXPORT_FILES", "TEMPLATE_NAMES", "FAR_TARGETS", "RUN_FILE", "PIXEL_MEAN",
+           "PIXEL_STD", "replace", "to_dict", "from_dict", "set_name"]
