@@ -4,8 +4,9 @@ The export's recommended int8 file (``exporting.recommend``: the better one by t
 ``model_int8.tflite`` and its fp16 file; ``metadata.json`` with their tensors and their own thresholds
 (renamed to the asset names); sample faces with golden embeddings (``golden.json``); golden cases from
 a raw photo through the kit's detector, the warp and the embedding to the decision at the shipped
-threshold (``alignment.json``); a README that says how to feed the model. The folder is written whole
-(nothing of an older export survives) and holds no absolute path or machine name (``leaks``).
+threshold (``alignment.json``); a README that says how to feed the model (``android_readme``). The
+folder is written whole (nothing of an older export survives) and holds no absolute path or machine
+name (``leaks``).
 
 Example:
     >>> write_assets("export/demo", "android_demo_assets", pairs)   # doctest: +SKIP
@@ -25,7 +26,7 @@ import numpy as np
 
 from mfn_tf2 import config as C
 from mfn_tf2.alignment import align_face, template_for, template_points, warp_matrix, write_face
-from mfn_tf2.calibration import METHODS, thresholds_markdown
+from mfn_tf2.android_readme import LANDMARK_ORDER, readme
 from mfn_tf2.detection import detect_faces
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
@@ -35,8 +36,6 @@ MODELS = ("model_int8.tflite", "model_fp16.tflite")  # the names an app loads
 TEXT_FILES = ("README.md", "metadata.json", "golden.json", "alignment.json")
 NUM_SAMPLE_PAIRS = 3
 ALIGN_CANVAS, ALIGN_TRIES = 192, 20  # photo size (px); pairs tried until the detector finds both faces
-LANDMARK_ORDER = ("as seen in the image: eye on the image's left, eye on the image's right, nose tip, "
-                  "mouth corner on the image's left, mouth corner on the image's right")
 # Absolute paths (also reached by climbing "../.."), Windows drives, file URLs: tie an asset to one machine.
 _ABSOLUTE = re.compile(r"(?<!\w)/(?:work|tmp|home|root|Users|mnt|var|opt|private)/|\b[A-Za-z]:\\|file:/")
 
@@ -260,97 +259,3 @@ def write_alignment(assets_dir: str, pairs, models: list[str], thresholds: dict,
               "tolerance": {"matrix_abs": 1e-4, "pixel_abs": 2, "cosine_min": 0.99, "pair_cosine_abs": 0.02}}
     write_json(os.path.join(assets_dir, "alignment.json"), record)
     return record
-
-
-def readme(meta: dict, report: dict) -> str:
-    """How to feed the models and where the thresholds come from, every number from the export's files."""
-    pre, thr = meta["preprocessing"], meta["threshold"]
-    # {export file: its paired test against the float model}
-    paired = {report["files"].get(m["format"]): m["paired"] for m in report.get("models", []) if m.get("paired")}
-    lines = ["# android_demo_assets", "",
-             "Face embedding models exported by mfn_tf2 (MobileFaceNet + ArcFace), ready for "
-             "`app/src/main/assets/`. Written whole from one export folder by `make demo` "
-             "(`python -m mfn_tf2.demo --android_assets`) or `python -m mfn_tf2.export ... --android_assets`; "
-             "do not edit by hand.", "", "## Which file, which threshold", "",
-             *[f"- `{a}` is the export's `{f['source']}`"
-               + (f": against the float model {paired[f['source']]['text']}." if f["source"] in paired else ".")
-               for a, f in meta["files"].items()],
-             "", "The export ships QAT int8 unless post-training int8 is distinguishably better on the same "
-             f"pairs (exact McNemar test). Here: {meta['choice']}.", "",
-             f"**Recommended operating point:** `{thr['file']}`, same person when cosine >= **{thr['cosine']:.4f}**: "
-             f"the threshold at a false accept rate of {thr['far']:g}, measured on {thr['impostor_pairs']:,} impostor "
-             f"and {thr['genuine_pairs']:,} genuine pairs of `{thr['measured_on']}`"
-             f"{' (relative to this folder)' if thr['measured_on'].startswith('../') else ''}. "
-             f"Measured FAR {100 * thr['far_measured']:.4f} % ({thr['false_accepts']:,} false accepts; "
-             f"{100 * thr['far_ci95'][0]:.4f} to {100 * thr['far_ci95'][1]:.4f} %: {METHODS['far_interval']}), "
-             f"TAR {100 * thr['tar']:.2f} % ({100 * thr['tar_ci95'][0]:.2f} to {100 * thr['tar_ci95'][1]:.2f} %: "
-             f"{METHODS['tar_interval']}). `metadata.json` -> `threshold`. "
-             "Every file has its own thresholds (`thresholds`, all below): a threshold belongs to the file it "
-             "was measured with.", "", *thresholds_markdown(meta["thresholds"]), "",
-             "## Feeding the model", "",
-             f"1. Align the face (below) into a {pre['input_size'][1]}x{pre['input_size'][0]} bitmap (width x height).",
-             "2. Lay the pixels out as NHWC, batch 1, channels in **RGB** order "
-             "(Android `Bitmap.getPixels` gives ARGB ints: take R, G, B).",
-             f"3. Normalise each channel value p (0..255): x = (p - {pre['mean']}) / {pre['std']}.", ""]
-    for name, io_ in meta["files"].items():
-        q_in, q_out = io_["input"]["quantization"], io_["output"]["quantization"]
-        feed = (f"int8: q = clamp(Math.round(x / {q_in['scale']:.8g}) {_signed(q_in['zero_point'])}, -128, 127) "
-                "(round half up)" if q_in else f"{io_['input']['dtype']}: x as is")
-        read = (f"int8: e = (q {_signed(-q_out['zero_point'])}) * {q_out['scale']:.8g}" if q_out
-                else f"{io_['output']['dtype']}: as is")
-        lines += [f"### `{name}`", "", f"- input `{io_['input']['name']}` shape {io_['input']['shape']}, {feed}",
-                  f"- output `{io_['output']['name']}` shape {io_['output']['shape']}, {read}", ""]
-    lines += ["## Comparing faces", "",
-              "L2-normalise each embedding e (e / |e|); the cosine similarity of two faces is the dot product "
-              "of their normalised embeddings; same person when it reaches the file's threshold (above).", "",
-              "## Testing your integration", "",
-              "`samples/face_*.png` are model-sized RGB faces; `golden.json` holds the normalised embedding "
-              "LiteRT computes for each with each model, and for a few same/different pairs their cosine and "
-              "the decision at each file's threshold. Feed each PNG as above: your embedding should have cosine "
-              ">= `tolerance.cosine_min` with the golden one (XNNPACK and GPU delegates round slightly "
-              "differently), your pair cosines agree within `tolerance.pair_cosine_abs`.", "",
-              *ALIGN_README]
-    return "\n".join(lines)
-
-
-def _signed(value: int) -> str:
-    """"+ 3" / "- 3": a term of a formula."""
-    return f"{'+' if value >= 0 else '-'} {abs(value)}"
-
-
-ALIGN_README = [
-    "## Aligning a face (5 landmarks)", "",
-    "The model expects faces warped onto the 5-point template its training faces were aligned to "
-    "(`metadata.json` -> `preprocessing` -> `template` names it; `alignment.json` -> `points` are its points at the "
-    "input size; warping onto another layout, e.g. ArcFace's for a model trained on LFW-a crops, costs accuracy), "
-    f"in this order, {LANDMARK_ORDER}, (x, y) in pixels of the bitmap you warp. Check the order "
-    "whatever the head's roll: with e1, e2 the eyes, c their midpoint and m the mouth corners' midpoint, "
-    "(e2.x - e1.x) * (m.y - c.y) - (e2.y - e1.y) * (m.x - c.x) > 0 (y pointing down); if it is negative, swap the "
-    "eyes and swap the mouth corners. A mirrored bitmap (a front-camera preview) swaps sides: take the points on "
-    "the bitmap you warp.", "",
-    "Where an app gets the five points on the device (an unmirrored image of a face looking at the camera):", "",
-    "- **ML Kit face detection** (`setLandmarkMode(LANDMARK_MODE_ALL)`): its left and right are the subject's "
-    "(`FaceLandmark.LEFT_EYE` is the subject's left eye, on the image's right). Template order: `RIGHT_EYE`, "
-    "`LEFT_EYE`, `NOSE_BASE`, `MOUTH_RIGHT`, `MOUTH_LEFT` (`getPosition()`, pixels, (0, 0) top left). ML Kit "
-    "has no nose tip: `NOSE_BASE` is the midpoint between the nostrils where the nose meets the face, below the "
-    "template's nose tip; the least-squares fit spreads that offset over the five points.",
-    "- **MediaPipe Face Detector** (BlazeFace): six keypoints, normalised to 0..1 (x times the width, y times the "
-    "height): 0 and 1 the eye centres (named right and left eye), 2 the nose tip, 3 the mouth centre, 4 and 5 "
-    "the ear tragions. No mouth corners: fit eyes, nose tip and mouth centre onto the template's eyes, nose and "
-    "the midpoint of its mouth corners (a 4-point fit, not the 5-point one the goldens check); order the eyes "
-    "with the check above.",
-    "- **MediaPipe Face Landmarker** (478 points, normalised to 0..1): 468 (iris centre of the eye whose corners "
-    "are 33 and 133: the image's left; MediaPipe's right eye), 473 (iris centre of the eye of 263 and 362: the "
-    "image's right), 1 (nose tip), 61 (mouth corner on the image's left), 291 (on the image's right).", "",
-    "Then compute the similarity M (rotation, uniform scale, translation) that maps the points onto `points` in "
-    "least squares (Umeyama 1991: centre both point sets; SVD of their 2x2 covariance gives the rotation, the "
-    "singular values over the landmarks' variance the scale; no reflection), and warp the photo with M into an "
-    "input-sized bitmap, bilinear, black outside (Android: `Matrix.setValues` with M's six numbers + "
-    "`Canvas.drawBitmap` with a filtering `Paint`).", "",
-    "`alignment.json` -> `cases`: for each raw `samples/photo_*.png` (a face turned, scaled and shifted onto a "
-    "larger canvas), the `landmarks` the kit's detector found (`detector`) and the true ones (`landmarks_true`), "
-    "the `matrix` M from the detected ones (yours should agree within `tolerance.matrix_abs`), the `aligned` face "
-    "(`samples/aligned_*.png`, within `tolerance.pixel_abs` levels) and its `embeddings` (cosine >= "
-    "`tolerance.cosine_min`). `pairs`: a same-person and a different-person pair of these photos, their cosine "
-    "per model (within `tolerance.pair_cosine_abs`) and the decision at each file's threshold (`threshold`). "
-    "From Python: `FeatureExtractor(model).infer(photo, landmarks=landmarks)`.", ""]
