@@ -26,8 +26,9 @@ def heldout(demo_data, tmp_path_factory):
 
 
 def evaluate_json(tmp_path, name, *args) -> dict:
+    """The evaluate CLI's main in-process (test_three_sets_one_table_per_model runs the real command)."""
     out = tmp_path / f"{name}.json"
-    proc = run_cli("evaluate", *args, "--json", out)
+    proc = run_main("evaluate", *args, "--json", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
 
@@ -128,7 +129,7 @@ def test_bad_bin_sets(tiny_run, tmp_path, row):
         write_bin([b"not an image"] * 4, [True, False], path)
     extra = {"best_by": ["--best_by", "agedb"], "not_bin": []}.get(row, [])
     target = "x.txt" if row == "not_bin" else path
-    proc = run_cli("evaluate", weights, "--bin", target, *extra)
+    proc = run_main("evaluate", weights, "--bin", target, *extra)  # refused before any model runs: in-process
     assert proc.returncode == code
     assert expected in proc.stderr.strip().splitlines()[-1]
     assert "a .bin ran code" not in proc.stdout
@@ -138,6 +139,6 @@ def test_nothing_to_check_is_a_flag_error(tmp_path):
     proc = run_main("train", tmp_path, "none", "none")  # a parsing rule: in-process
     assert proc.returncode == 2
     assert "data_directory none: give pairs to check, or --verification_sets" in proc.stderr.splitlines()[-1]
-    proc = run_cli("evaluate", tmp_path)
+    proc = run_main("evaluate", tmp_path)
     assert proc.returncode == 2
     assert "give --pairs_filename/--data_directory, or --bin" in proc.stderr.splitlines()[-1]
