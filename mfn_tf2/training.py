@@ -24,8 +24,7 @@ import shutil
 from mfn_tf2 import config as C
 from mfn_tf2.backend import keras, tf, without_warnings
 from mfn_tf2.binsets import read_bin
-from mfn_tf2.callbacks import (Checkpointer, LearningRateLogger, NanGuard, ProgressLine, TimeBudget,
-                               TimeEstimate, Verifier)
+from mfn_tf2.callbacks import Checkpointer, LearningRateLogger, NanGuard, ProgressLine, Verifier
 from mfn_tf2.checkpoints import (claim_directory, latest, restore, save_backbone,
                                  training_checkpoint)
 from mfn_tf2.pairs import generate_pairs_file
@@ -35,6 +34,7 @@ from mfn_tf2.models import load_pretrained
 from mfn_tf2.fileio import OutputLock, atomic_directory
 from mfn_tf2.backbones import build_backbone
 from mfn_tf2.recognizer import Recognizer, build_recognizer, make_optimizer, make_schedule, set_precision
+from mfn_tf2.timekeeping import TimeBudget, TimeEstimate
 from mfn_tf2.verification import has_pairs, load_pairs, log_columns, verifier_for
 
 
