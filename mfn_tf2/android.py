@@ -45,7 +45,18 @@ class AssetsError(ValueError):
 
 
 def leaks(text: str) -> list[str]:
-    """The absolute paths and this machine's name found in ``text`` (empty: portable)."""
+    """The absolute paths and this machine's name found in ``text``.
+
+    Args:
+        text: a text file's content.
+
+    Returns:
+        What ties it to one machine, in order found (empty: portable).
+
+    Example:
+        >>> leaks("from file:///sdcard/m.tflite and /home/ann/faces, not ../export/demo")
+        ['file:/', '/home/']
+    """
     found = [m.group(0) for m in _ABSOLUTE.finditer(text)]
     host = socket.gethostname().split(".")[0]
     if host and host != "localhost" and re.search(rf"(?<![\w-]){re.escape(host)}(?![\w-])", text, re.I):
@@ -54,7 +65,15 @@ def leaks(text: str) -> list[str]:
 
 
 def sample_images(pairs, count: int = NUM_SAMPLE_PAIRS) -> list[tuple[str, str, int]]:
-    """The first ``count`` same-person and ``count`` different-person pairs: (path1, path2, label)."""
+    """The first ``count`` same-person and ``count`` different-person pairs.
+
+    Args:
+        pairs: a PairSet (``paths1``, ``paths2``, ``labels``).
+        count: pairs of each label.
+
+    Returns:
+        [(path1, path2, label)], the same-person ones first.
+    """
     chosen = []
     for label in (1, 0):
         rows = [k for k, y in enumerate(pairs.labels) if y == label][:count]
@@ -68,6 +87,16 @@ def shipped_files(export_dir: str, meta: dict) -> dict[str, str]:
 
     The recommended file is ``metadata.json`` -> ``threshold`` -> ``file``: the export's one rule
     (``exporting.recommend``, the better int8 file by the paired test on the same pairs) chose it.
+
+    Args:
+        export_dir: the export folder.
+        meta: its metadata.json.
+
+    Returns:
+        {asset name: export file name}, int8 first.
+
+    Raises:
+        AssetsError: no recommended threshold, or neither an int8 nor the fp16 file.
     """
     if not meta.get("threshold"):
         raise AssetsError(f"{export_dir}/metadata.json: no recommended threshold (export again: the kit "
@@ -84,7 +113,17 @@ def shipped_files(export_dir: str, meta: dict) -> dict[str, str]:
 def shipped_metadata(meta: dict, shipped: dict[str, str], export_dir: str, assets_dir: str) -> dict:
     """The export's metadata for the shipped files: their tensors and thresholds under the asset
     names (``source``: the export file), ``measured_on`` relative to the assets folder, and
-    ``threshold`` = the main file's point at the export's recommended FAR."""
+    ``threshold`` = the main file's point at the export's recommended FAR.
+
+    Args:
+        meta: the export's metadata.json.
+        shipped: ``shipped_files``' {asset name: export file name}.
+        export_dir: the export folder (``measured_on`` is relative to it).
+        assets_dir: the assets folder.
+
+    Returns:
+        The metadata the app reads, with ``choice``: why the int8 file shipped.
+    """
     asset_of = {f: a for a, f in shipped.items()}
     rows = [{**t, "file": asset_of[t["file"]], "source": t["file"],
              "measured_on": _relocate(t["measured_on"], export_dir, assets_dir)}
@@ -116,6 +155,10 @@ def write_assets(export_dir: str, assets_dir: str, pairs, log=print) -> dict:
         export_dir: a folder written by ``mfn_tf2.export`` (metadata.json, report.json, the models).
         assets_dir: the assets folder.
         pairs: the verification PairSet; sample faces and golden photos come from its pairs.
+        log: where the one summary line goes.
+
+    Returns:
+        The record written to ``golden.json``.
 
     Raises:
         AssetsError: no model to ship, no thresholds, no photo the detector finds a face in,
@@ -156,7 +199,18 @@ def _decision(emb: dict, a: int, b: int, thresholds: dict) -> dict:
 def write_golden(assets_dir: str, pairs, models: list[str], thresholds: dict, size) -> dict:
     """``golden.json`` + ``samples/face_*.png``: model-sized faces (PNG, lossless: an app reads exactly
     the pixels the goldens came from), their LiteRT embeddings, pair cosines and the decision at each
-    model's threshold."""
+    model's threshold.
+
+    Args:
+        assets_dir: the assets folder holding ``models``.
+        pairs: the verification PairSet (``sample_images`` picks the faces).
+        models: model file names in ``assets_dir``.
+        thresholds: {model: cosine threshold} the decisions are taken at.
+        size: the models' input (height, width).
+
+    Returns:
+        The record written to ``golden.json``.
+    """
     h, w = size
     samples, rows = {}, []
     for a, b, label in sample_images(pairs):
@@ -223,6 +277,9 @@ def write_alignment(assets_dir: str, pairs, models: list[str], thresholds: dict,
         size: the models' input (height, width).
         template: the 5-point layout the models were trained on (metadata.json ->
             preprocessing -> template; default: ArcFace's for ``size``).
+
+    Returns:
+        The record written to ``alignment.json``.
     """
     template = template or template_for(size)
     points, _ = template_points(template, size)

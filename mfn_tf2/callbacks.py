@@ -62,6 +62,18 @@ class Checkpointer(keras.callbacks.Callback):
 
 
 def _finite(logs) -> bool:
+    """Whether the loss and validation loss in ``logs`` are finite.
+
+    Args:
+        logs: a Keras callback's logs dict, or None.
+
+    Returns:
+        False when "loss" or "val_loss" is NaN or infinite.
+
+    Example:
+        >>> _finite({"loss": 1.5, "verify_accuracy": float("nan")}), _finite({"loss": float("inf")})
+        (True, False)
+    """
     return logs is None or all(math.isfinite(float(v)) for k, v in logs.items()
                                if k in ("loss", "val_loss"))
 

@@ -261,7 +261,14 @@ RENAMED = {"seed": "keras_original"}
 
 
 def replace(cfg, **changes):
-    """Returns a copy of a frozen config with ``changes`` applied.
+    """A copy of a frozen config with ``changes`` applied (and checked again).
+
+    Args:
+        cfg: a config instance.
+        changes: field name -> new value.
+
+    Returns:
+        A new config of the same class.
 
     Example:
         >>> replace(ModelConfig(), width=0.25).width
@@ -271,16 +278,36 @@ def replace(cfg, **changes):
 
 
 def to_dict(cfg) -> dict:
-    """A JSON-ready dict of a config (tuples become lists)."""
+    """A config's fields as a dict, ready for JSON (which writes its tuples as lists).
+
+    Args:
+        cfg: a config instance.
+
+    Returns:
+        {field name: value}.
+
+    Example:
+        >>> to_dict(EvalConfig())["far_target"]
+        (0.01,)
+    """
     return dataclasses.asdict(cfg)
 
 
 def from_dict(cls, values: dict):
-    """Builds ``cls`` from a dict, ignoring unknown keys and restoring tuples.
+    """Builds ``cls`` from a dict, ignoring unknown keys and restoring tuples (JSON's lists).
+
+    Args:
+        cls: a config class.
+        values: {field name: value}, e.g. read back from a run's JSON.
+
+    Returns:
+        The config, checked as any other.
 
     Example:
         >>> from_dict(ModelConfig, to_dict(ModelConfig())) == ModelConfig()
         True
+        >>> from_dict(EvalConfig, {"far_target": [1e-3], "gone": 1}).far_target
+        (0.001,)
     """
     names = {f.name: f for f in dataclasses.fields(cls)}
     kept = {k: (tuple(v) if isinstance(v, list) else v)
