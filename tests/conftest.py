@@ -140,11 +140,13 @@ def _train_tiny_run(root: Path) -> None:
     pairs = write_plain_pairs(faces, root / "pairs.txt")
     proc = train_tiny(root / "weights", faces, pairs)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (root / "stdout.txt").write_text(proc.stdout)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A tiny model trained once per test run (2 epochs): (save_dir, faces, pairs file).
+    """A tiny model trained once per test run (2 epochs): (save_dir, faces, pairs file); what the
+    run printed is in save_dir's parent, stdout.txt.
 
     Shared by every test that needs a trained model: read it, or copy it to change it.
     """
