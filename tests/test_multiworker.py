@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO, TINY_MODEL_FLAGS, make_face_tree, run_cli, write_plain_pairs
+from insightface_files import tree_records, write_rec
 
 pytestmark = pytest.mark.slow  # several workers train or read together
 
@@ -37,17 +38,21 @@ def _start_workers(args, n=2, cwd=REPO):
 
 
 def test_two_workers_train_together_and_only_chief_writes(tmp_path):
+    """Two workers train on an insightface .rec folder (the counts of the folder it was written from) and
+    verify on that folder's pairs; the chief alone logs, verifies and writes."""
     faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=6)
+    rec = write_rec(tree_records(faces), tmp_path / "rec")
     pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
     save = tmp_path / "weights"
-    results = _start_workers(["-m", "mfn_tf2.train", faces, faces, pairs, *TINY_MODEL_FLAGS,
+    results = _start_workers(["-m", "mfn_tf2.train", rec, faces, pairs, *TINY_MODEL_FLAGS,
                               "--batch_size", "8", "--learning_rate", "0.01", "--epochs", "2",
                               "--checkpoint_epochs", "1", "--evaluate_epochs", "1",
                               "--strategy", "multi_worker", "--save_model_directory", save])
     for proc, out, err in results:
         assert proc.returncode == 0, err[-3000:]
     chief_out = results[0][1]
-    assert "2 replica(s)" in chief_out and "verification accuracy" in chief_out
+    assert "6 identities, 32 training images, 4 validation; 2 replica(s)" in chief_out
+    assert "verification accuracy" in chief_out
     assert "verification accuracy" not in results[1][1]  # only the chief logs and verifies
     assert (save / "embedding_model" / "saved_model.pb").exists() and (save / "checkpoint").exists()
     assert (save / "best" / "saved_model.pb").exists()  # the chief keeps the best backbone

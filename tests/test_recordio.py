@@ -7,13 +7,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from conftest import TINY_MODEL_FLAGS, make_face_tree, run_cli, write_plain_pairs
+from conftest import TINY_MODEL_FLAGS, make_face_tree, run_cli, run_main, write_plain_pairs
 from insightface_files import HEADER, MAGIC, frame, header, tree_records, write_rec
 from mfn_tf2.config import DataConfig
 from mfn_tf2.folders import DataError
 from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.recordio import read_record, scan_recordio, unpack
-from test_multiworker import _start_workers
 
 SIZE = 32
 
@@ -122,22 +121,12 @@ def _counts_line(root, **changes) -> str:
     return f"{data.num_classes} identities, {data.num_train} training images, {data.num_valid} validation"
 
 
-@pytest.mark.slow
-def test_two_workers_train_on_a_rec_with_the_folders_counts(tmp_path):
-    # One worker on a .rec: test_broken_records_are_skipped_and_counted trains there.
+def test_rec_has_the_folders_counts_and_split(tmp_path):
+    # Two workers train on a .rec in test_multiworker; one worker in test_broken_records_are_skipped_and_counted.
     faces = make_face_tree(tmp_path / "faces", n_ids=6, n_imgs=6)
     rec = write_rec(tree_records(faces), tmp_path / "rec")
-    pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 12)
     expected = _counts_line(faces, valid_split_ratio=0.1)
     assert _counts_line(rec, valid_split_ratio=0.1) == expected == "6 identities, 32 training images, 4 validation"
-    results = _start_workers(["-m", "mfn_tf2.train", rec, faces, pairs, *TINY_MODEL_FLAGS,
-                              "--batch_size", "8", "--learning_rate", "0.01", "--epochs", "1",
-                              "--evaluate_epochs", "1", "--strategy", "multi_worker",
-                              "--save_model_directory", tmp_path / "two"])
-    for proc, out, err in results:
-        assert proc.returncode == 0, err[-3000:]
-    chief = results[0][1]
-    assert expected in chief and "2 replica(s)" in chief and "verification accuracy" in chief
 
 
 def test_rec_has_no_valid_directory(tmp_path):
@@ -159,7 +148,7 @@ def test_rec_folder_errors(tmp_path, row):
     else:
         (rec / "train.idx").write_text("0\t0\n1 x\n")
         expected = f"{rec}/train.idx:2: expected 'key<TAB>offset', got '1 x'"
-    proc = run_cli("data", "pack", rec, tmp_path / "shards", "--shards", "1")
+    proc = run_main("data", "pack", rec, tmp_path / "shards", "--shards", "1")  # refused before any work
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == f"error: {expected}"
     with pytest.raises(DataError):
         open_training_data(config(rec))
