@@ -129,7 +129,7 @@ def test_calibrate_cli_table_and_json(tmp_path):
 
 
 def test_calibrate_cli_bad_input_is_one_line(tmp_path):
-    proc = run_cli("calibrate", MODEL, tmp_path / "nope")
+    proc = run_main("calibrate", MODEL, tmp_path / "nope")  # refused before any model runs: in-process
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"error: FOLDER {tmp_path / 'nope'}: no such folder; " \
                                                    "give a folder with one sub-folder per identity"
