@@ -188,9 +188,10 @@ SLOW_FIXTURES = {"tiny_run", "tiny_demo"}
 
 # The files that run longest, longest first (minutes on 2 cores); the others follow by name. With
 # two workers taking one file at a time (make test: --dist loadfile --no-loadscope-reorder)
-# none of these is left to run alone at the end.
-LONGEST_FIRST = ("test_demo.py", "test_bad_input.py", "test_train.py", "test_recordio.py", "test_binsets.py",
-                 "test_export.py", "test_quantize.py", "test_tflite.py", "test_multiworker.py")
+# none of these is left to run alone at the end. The first two build the shared runs: test_demo the
+# tiny demo (test_android_assets reads it, long after), test_bad_input the tiny run (most others).
+LONGEST_FIRST = ("test_demo.py", "test_bad_input.py", "test_train.py", "test_export.py", "test_binsets.py",
+                 "test_quantize.py", "test_tflite.py", "test_multiworker.py", "test_recordio.py")
 
 
 def pytest_collection_modifyitems(items):
