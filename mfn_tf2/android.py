@@ -1,12 +1,13 @@
 """``android_demo_assets/``: what an app team drops into ``src/main/assets``, from one export folder.
 
-The export's recommended int8 file (``exporting.recommend``: the better one by the paired test) as
-``model_int8.tflite`` and its fp16 file; ``metadata.json`` with their tensors and their own thresholds
-(renamed to the asset names); sample faces with golden embeddings (``golden.json``); golden cases from
-a raw photo through the kit's detector, the warp and the embedding to the decision at the shipped
-threshold (``alignment.json``); a README that says how to feed the model (``android_readme``). The
-folder is written whole (nothing of an older export survives) and holds no absolute path or machine
-name (``leaks``).
+The export's recommended int8 file (``exporting.recommend``: the fastest int8 file, of any int8 kind,
+not distinguishably worse than float by the paired test) byte for byte as ``model_int8.tflite`` and
+its fp16 file; ``metadata.json`` with their tensors and their own thresholds (renamed to the asset
+names); sample faces with golden embeddings (``golden.json``); golden cases from a raw photo
+through the kit's detector, the warp and the embedding to the decision at the shipped threshold
+(``alignment.json``); a README that says how to feed the model (``android_readme``). The folder is
+written whole (nothing of an older export survives) and holds no absolute path or machine name
+(``leaks``).
 
 Example:
     >>> write_assets("export/demo", "android_demo_assets", pairs)   # doctest: +SKIP
@@ -31,6 +32,7 @@ from mfn_tf2.detection import detect_faces
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import atomic_directory, write_bytes, write_json, write_text
 from mfn_tf2.images import read_rgb
+from mfn_tf2.tflite import RANGES
 
 MODELS = ("model_int8.tflite", "model_fp16.tflite")  # the names an app loads
 TEXT_FILES = ("README.md", "metadata.json", "golden.json", "alignment.json")
@@ -83,10 +85,10 @@ def sample_images(pairs, count: int = NUM_SAMPLE_PAIRS) -> list[tuple[str, str, 
 
 def shipped_files(export_dir: str, meta: dict) -> dict[str, str]:
     """{asset name: export file name}: the export's recommended file as ``model_int8.tflite`` when it
-    is an int8 one, and ``model_fp16.tflite``, those present.
+    is an int8 one (int8, qat_int8 or int8_islands), and ``model_fp16.tflite``, those present.
 
     The recommended file is ``metadata.json`` -> ``threshold`` -> ``file``: the export's one rule
-    (``exporting.recommend``, the better int8 file by the paired test on the same pairs) chose it.
+    (``exporting.recommend``: the fastest int8 file not distinguishably worse than float) chose it.
 
     Args:
         export_dir: the export folder.
@@ -102,7 +104,7 @@ def shipped_files(export_dir: str, meta: dict) -> dict[str, str]:
         raise AssetsError(f"{export_dir}/metadata.json: no recommended threshold (export again: the kit "
                           "measures every file's thresholds)")
     recommended = meta["threshold"]["file"]
-    int8 = recommended if recommended in (C.EXPORT_FILES["int8"], C.EXPORT_FILES["qat_int8"]) else None
+    int8 = recommended if recommended in {C.EXPORT_FILES[kind] for kind in RANGES} else None  # every int8 kind
     wanted = {MODELS[0]: int8, MODELS[1]: C.EXPORT_FILES["fp16"]}
     shipped = {a: f for a, f in wanted.items() if f and os.path.exists(os.path.join(export_dir, f))}
     if not shipped:

@@ -18,9 +18,20 @@ import json
 from pathlib import Path
 
 from mfn_tf2.calibration import METHODS, thresholds_markdown
+from mfn_tf2.rules import EXPORT_FILES
 
 LANDMARK_ORDER = ("as seen in the image: eye on the image's left, eye on the image's right, nose tip, "
                   "mouth corner on the image's left, mouth corner on the image's right")
+
+# What each shippable export format is, in the README's words.
+KIND_TEXT = {"int8": "post-training int8", "qat_int8": "QAT int8",
+             "int8_islands": "int8 convs, PReLU and depthwise convs float between them, all on XNNPACK",
+             "fp16": "float16 weights"}
+
+
+def _format(file_name: str) -> str | None:
+    """The export format of an export file name ("model_int8_islands.tflite" -> "int8_islands")."""
+    return next((fmt for fmt, name in EXPORT_FILES.items() if name == file_name), None)
 
 
 def readme(meta: dict, report: dict) -> str:
@@ -41,11 +52,13 @@ def readme(meta: dict, report: dict) -> str:
              "`app/src/main/assets/`. Written whole from one export folder by `make demo` "
              "(`python -m mfn_tf2.demo --android_assets`) or `python -m mfn_tf2.export ... --android_assets`; "
              "do not edit by hand.", "", "## Which file, which threshold", "",
-             *[f"- `{a}` is the export's `{f['source']}`"
+             *[f"- `{a}` is the export's `{f['source']}` ({KIND_TEXT.get(_format(f['source']), 'float')})"
                + (f": against the float model {paired[f['source']]['text']}." if f["source"] in paired else ".")
                for a, f in meta["files"].items()],
-             "", "The export ships QAT int8 unless post-training int8 is distinguishably better on the same "
-             f"pairs (exact McNemar test). Here: {meta['choice']}.", "",
+             "", "The export ships, as `model_int8.tflite`, the fastest of its int8 files (post-training int8, "
+             "QAT int8, or int8 with float PReLU/depthwise islands) whose decisions on the verification pairs "
+             "are not distinguishably worse than the float model's (exact McNemar test); every kind takes int8 "
+             f"input and gives int8 output. Here: {meta['choice']}.", "",
              f"**Recommended operating point:** `{thr['file']}`, same person when cosine >= **{thr['cosine']:.4f}**: "
              f"the threshold at a false accept rate of {thr['far']:g}, measured on {thr['impostor_pairs']:,} impostor "
              f"and {thr['genuine_pairs']:,} genuine pairs of `{thr['measured_on']}`"

@@ -1,7 +1,8 @@
 """The runner of ``python -m mfn_tf2.demo``: train, verify, export, benchmark and report in one call.
 
 ``run(DemoConfig(...))`` trains MobileFaceNet + ArcFace with a recipe (``cpu_demo`` by default), verifies
-the float model on the held-out pairs with and without flip, exports every format and verifies each on
+the float model on the held-out pairs with and without flip, exports every format (int8_islands too,
+for a per-channel PReLU model) and verifies each on
 the same pairs (``exporting.run``), exports int8 PTQ and QAT again with per-tensor weight scales, writes
 the Android assets when asked, benchmarks the .tflite files on LiteRT and writes ``OUT/report.md``
 (``reports.demo_markdown``). A step whose files are newer than its inputs is skipped: a second run
@@ -162,7 +163,9 @@ def run(cfg: DemoConfig, log=print) -> dict:
         pairs = load_pairs(st.eval)
         float_fig = step("verify the float model", False, lambda: _verify_float(weights, pairs, st.eval), log)
         report_json = os.path.join(export_dir, "report.json")
-        exported = os.path.exists(report_json) and os.path.getmtime(report_json) > os.path.getmtime(saved_model)
+        # done: newer than the weights and of the formats asked now (an older export lacking a format is redone)
+        exported = (os.path.exists(report_json) and os.path.getmtime(report_json) > os.path.getmtime(saved_model)
+                    and _read_json(report_json).get("formats") == list(st.export.formats))
         step("export + verify every format", exported,
              lambda: _exported(exporting.run(weights, st.export, st.eval, st.data, log=log)), log)
         if cfg.android_assets:  # from this run's export: the files the report below describes

@@ -114,7 +114,8 @@ class ExportConfig:
 
     Args:
         out: the export folder (``export/NAME``).
-        formats: which files to write (see ``FORMATS``).
+        formats: which files to write (see ``FORMATS``; "int8_islands" only for a
+            backbone with per-channel PReLU slopes, skipped otherwise).
         representative_dir: real face images that calibrate int8.
         num_calibration: images used for calibration.
         qat_epochs: quantization-aware fine-tuning epochs (of the export form:
@@ -149,8 +150,8 @@ class ExportConfig:
 
     def __post_init__(self):
         check(self, _EXPORT_RULES)
-        if self.android_assets and not {"int8", "fp16"} & set(self.formats):
-            raise ValueError(f"--android_assets {self.android_assets}: the app ships the int8 or fp16 "
+        if self.android_assets and not {"int8", "qat_int8", "int8_islands", "fp16"} & set(self.formats):
+            raise ValueError(f"--android_assets {self.android_assets}: the app ships an int8 or the fp16 "
                              "model; add int8 or fp16 to --formats")
 
 

@@ -173,6 +173,23 @@ def _slopes(layer):
     return alpha.reshape(-1), alpha.size == 1
 
 
+def has_channel_prelu(model: keras.Model) -> bool:
+    """Whether any PReLU of ``model`` has more than one slope (per-channel slopes).
+
+    Only such a model gains from ``float_prelu`` ("int8_islands"): one slope per
+    layer is already a fast int8 LEAKY_RELU, and without PReLU only the
+    depthwise convs would stay float, which is slower than int8.
+
+    Example:
+        >>> from mfn_tf2.config import ModelConfig
+        >>> from mfn_tf2.backbones import build_backbone
+        >>> [has_channel_prelu(build_backbone(ModelConfig(width=0.25, image_size=32, prelu=p)))
+        ...  for p in ("channel", "shared")]
+        [True, False]
+    """
+    return any(isinstance(layer, keras.layers.PReLU) and not _slopes(layer)[1] for layer in model.layers)
+
+
 def export_form(model: keras.Model, float_prelu: bool = False) -> keras.Model:
     """Rewrites a float backbone into the graph exported to int8 (and trained by QAT).
 
@@ -253,4 +270,4 @@ def export_form(model: keras.Model, float_prelu: bool = False) -> keras.Model:
     return keras.Model(image, _plain(value(model.output)), name=f"{model.name}_export")
 
 
-__all__ = ["ChannelScale", "export_form"]
+__all__ = ["ChannelScale", "export_form", "has_channel_prelu"]

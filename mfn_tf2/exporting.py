@@ -19,7 +19,7 @@ Example (the demo's weights, every format; a few minutes on 2 cores):
     ...                           data_directory="data/lfw_demo/heldout"),
     ...              C.DataConfig(train_directory="data/lfw_demo/train"))   # doctest: +SKIP
     >>> report["ok"], sorted(report["files"])                             # doctest: +SKIP
-    (True, ['dynamic', 'fp16', 'fp32', 'int8', 'qat_int8', 'saved_model'])
+    (True, ['dynamic', 'fp16', 'fp32', 'int8', 'int8_islands', 'qat_int8', 'saved_model'])
 """
 from __future__ import annotations
 
@@ -35,26 +35,25 @@ from mfn_tf2.calibration import FaceListing, calibrate_listing, list_faces
 from mfn_tf2.checkpoints import restore_head
 from mfn_tf2.distribute import make_strategy
 from mfn_tf2.embedders import FeatureExtractor
-from mfn_tf2.export_form import export_form
-from mfn_tf2.fileio import atomic_directory, size_mb, write_bytes, write_json, write_text
+from mfn_tf2.fileio import atomic_directory, write_json, write_text
 from mfn_tf2.images import folder_images, read_rgb, warn_skipped
 from mfn_tf2.latency import tflite_latencies
-from mfn_tf2.models import ModelError, open_backbone, open_interpreter
+from mfn_tf2.models import ModelError, open_backbone
 from mfn_tf2.pipeline import open_training_data
 from mfn_tf2.plots import plot_verification
 from mfn_tf2.preprocess import normalise, resize
 from mfn_tf2.recognizer import build_recognizer, make_optimizer
 from mfn_tf2.reports import export_markdown, int8_summary, machine_info
 from mfn_tf2.folders import DataError
-from mfn_tf2.metrics import kfold_correct
-from mfn_tf2.stats import paired_difference
-from mfn_tf2.tflite import convert
+from mfn_tf2.tflite import convert_all, tensor_info
 from mfn_tf2.verification import load_pairs, verify_models
 
 
 # The app's operating point: this false accept rate (one of config.FAR_TARGETS).
 THRESHOLD_FAR = 1e-3
-# The files a recommended threshold may come from, in order of preference after the int8 pick.
+# The int8 files the app's model is chosen from, in order of preference when latency was not measured.
+INT8_FORMATS = ("int8_islands", "qat_int8", "int8")
+# The files a recommended threshold may come from without an int8 file, in order of preference.
 _FLOAT_FALLBACK = ("fp32", "fp16", "dynamic", "saved_model")
 
 
@@ -95,34 +94,6 @@ def write_saved_model(backbone: keras.Model, path: str) -> None:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
 
 
-def convert_all(backbone, exp: C.ExportConfig, calibration, qat, log) -> dict:
-    """Writes every requested TFLite file atomically; returns {format: path}."""
-    # Which Keras graph each format is converted from: int8 files from the export
-    # form (post-training: calibrated; QAT: that same graph, fine-tuned).
-    sources = {"fp32": backbone, "fp16": backbone, "dynamic": backbone,
-               "int8": export_form(backbone) if "int8" in exp.formats else None, "qat_int8": qat}
-    written = {}
-    for fmt in exp.formats:
-        if fmt == "saved_model":
-            continue
-        path = os.path.join(exp.out, C.EXPORT_FILES[fmt])
-        write_bytes(path, convert(sources[fmt], fmt, calibration, per_tensor=exp.per_tensor))
-        written[fmt] = path
-        log(f"wrote {path} ({size_mb(path):.2f} MB)")
-    return written
-
-
-def tensor_info(path: str) -> dict:
-    """Input and output name, shape, dtype and quantization of a .tflite file."""
-    interp = open_interpreter(path)
-    info = {}
-    for key, d in (("input", interp.get_input_details()[0]), ("output", interp.get_output_details()[0])):
-        scale, zero = d["quantization"]
-        info[key] = {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-                     "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
-    return info
-
-
 def threshold_faces(exp: C.ExportConfig, eval_cfg: C.EvalConfig) -> FaceListing:
     """The faces every exported file's thresholds are measured on, checked before any conversion.
 
@@ -158,35 +129,62 @@ def file_thresholds(extractors: list, names: list[str], files: dict, failed: dic
     return rows
 
 
-def recommend(result: dict, names: list[str], files: dict, thresholds: list[dict], pairs) -> dict | None:
+def recommend(result: dict, names: list[str], files: dict, thresholds: list[dict],
+              latency: dict | None = None) -> dict | None:
     """The app's operating point: FAR ``THRESHOLD_FAR`` (else the lowest measurable) on one file.
 
-    The file: qat_int8 when it decides at least as many verification pairs
-    right as int8 (each at its k-fold thresholds), or when the exact McNemar
-    test cannot tell the two apart (p >= 0.05): QAT trained against the very
-    graph that ships, so post-training int8 is chosen only when it is
-    distinguishably better. With one int8 file,
-    that one; without any, the first of fp32, fp16, dynamic, saved_model.
+    The file: among the int8 files (``INT8_FORMATS``) whose decisions on the
+    verification pairs are not distinguishably worse than the float model's
+    (its ``paired`` test against float: distinguishable with a negative
+    difference disqualifies), the fastest by the export's own 2-thread latency
+    median (not measured: the first of int8_islands, qat_int8, int8); when none
+    qualifies, the int8 file with the most pairs right; without int8 files, the
+    first of fp32, fp16, dynamic, saved_model. Only files with thresholds count.
+
+    Args:
+        result: ``verify_models``' result (first model: the float reference).
+        names: the format of each model in ``result``.
+        files: {format: path} of the exported files.
+        thresholds: ``file_thresholds``' rows.
+        latency: {format: {threads: p50 ms}}, or None when not measured.
 
     Returns:
         {"file", "far", "cosine", "tar", "measured_on", "why"}, or None when no
         file has thresholds.
+
+    Example (post-training int8 is faster but distinguishably worse than float: islands ships):
+        >>> worse = {"difference_points": -0.75, "distinguishable": True, "gained": 1, "lost": 10, "text": "-0.75"}
+        >>> equal = {"difference_points": 0.0, "distinguishable": False, "gained": 5, "lost": 5, "text": "+0.00"}
+        >>> files = {"int8": "model_int8.tflite", "int8_islands": "model_int8_islands.tflite"}
+        >>> rows = [{"file": f, "far": THRESHOLD_FAR, "cosine": 0.4, "tar": 0.9, "measured_on": "faces",
+        ...          "measurable": True} for f in files.values()]
+        >>> recommend({"models": [{"paired": None}, {"paired": worse}, {"paired": equal}]},
+        ...           ["float (Keras)", "int8", "int8_islands"], files, rows,
+        ...           {"int8": {2: 1.0}, "int8_islands": {2: 1.2}})["file"]
+        'model_int8_islands.tflite'
     """
     have = {r["file"] for r in thresholds}
-    present = [f for f in ("qat_int8", "int8", *_FLOAT_FALLBACK)
-               if f in files and os.path.basename(files[f]) in have]
+    present = [f for f in (*INT8_FORMATS, *_FLOAT_FALLBACK) if f in files and os.path.basename(files[f]) in have]
     if not present:
         return None
-    fmt = present[0]
-    why = "the only int8 file exported" if fmt in ("qat_int8", "int8") else "no int8 file exported"
-    if {"qat_int8", "int8"} <= set(present):
-        correct = {f: kfold_correct(result["models"][names.index(f)]["scores"], pairs.labels, pairs.folds)
-                   for f in ("int8", "qat_int8")}
-        paired = paired_difference(correct["int8"], correct["qat_int8"])
-        fmt = "int8" if paired["difference_points"] < 0 and paired["distinguishable"] else "qat_int8"
-        why = (f"qat_int8 against int8 on the verification pairs: {paired['text']}; "
-               + ("post-training int8 is distinguishably better" if fmt == "int8" else
-                  "QAT int8 ships unless post-training int8 is distinguishably better"))
+    fmt, why = present[0], "no int8 file exported"
+    int8 = [f for f in present if f in INT8_FORMATS]
+    if int8:
+        paired = {f: result["models"][names.index(f)]["paired"] for f in int8}
+        fine = [f for f in int8 if not (paired[f]["distinguishable"] and paired[f]["difference_points"] < 0)]
+        ms = {f: (latency or {}).get(f, {}).get(2) for f in int8}
+        if fine and all(ms[f] is not None for f in fine):
+            fmt = min(fine, key=lambda f: ms[f])
+            why = (f"the fastest int8 file ({ms[fmt]:.2f} ms at 2 threads) of those not distinguishably "
+                   "worse than float on the verification pairs")
+        elif fine:
+            fmt = fine[0]
+            why = (f"the first of {', '.join(INT8_FORMATS)} not distinguishably worse than float on the "
+                   "verification pairs (latency not measured)")
+        else:  # max keeps the first of equals: INT8_FORMATS' order
+            fmt = max(int8, key=lambda f: paired[f]["gained"] - paired[f]["lost"])
+            why = "every int8 file is distinguishably worse than float on the verification pairs: the most pairs right"
+        why += "; against float: " + "; ".join(f"{f} {paired[f]['text']}" for f in int8)
     points = [r for r in thresholds if r["file"] == os.path.basename(files[fmt]) and r["measurable"]]
     point = next((r for r in points if r["far"] == THRESHOLD_FAR), min(points, key=lambda r: r["far"]))
     if point["far"] != THRESHOLD_FAR:
@@ -262,19 +260,20 @@ def run(model_path: str, exp: C.ExportConfig, eval_cfg: C.EvalConfig, data_cfg: 
     if os.path.exists(pairs.source):  # reports name files relative to the export folder
         result["pairs"]["source"] = os.path.relpath(pairs.source, exp.out)
     thresholds = file_thresholds(extractors, names, files, failed, faces, exp.out, eval_cfg.seed)
-    threshold = recommend(result, names, files, thresholds, pairs)
-    write_json(os.path.join(exp.out, "metadata.json"),
-               metadata(backbone, files, threshold, thresholds, run_info["model"] if run_info else None,
-                        exp.template))
     timed = {fmt: p for fmt, p in files.items() if p.endswith(".tflite") and fmt not in failed}
     measured = tflite_latencies(list(timed.values()))  # the benchmark's and the demo's loop and defaults
     latency = {fmt: {t: round(stats["p50"], 3) for t, stats in measured[p].items()} for fmt, p in timed.items()}
+    threshold = recommend(result, names, files, thresholds, latency)  # the fastest int8 file as good as float
+    write_json(os.path.join(exp.out, "metadata.json"),
+               metadata(backbone, files, threshold, thresholds, run_info["model"] if run_info else None,
+                        exp.template))
     plot_verification({n: (m["scores"], pairs.labels) for n, m in zip(names, result["models"])},
                       os.path.join(exp.out, "roc.png"))
     parity = check_parity(result, exp)
     ok = not failed and all(p["ok"] for p in parity)
     int8 = int8_summary(result, names, latency, exp, calibrated_on)
-    report = {"ok": ok, "source": model_path, "machine": machine_info(), "pairs": result["pairs"],
+    report = {"ok": ok, "source": model_path, "formats": list(exp.formats), "machine": machine_info(),
+              "pairs": result["pairs"],
               "threshold": threshold, "thresholds": thresholds,
               "files": {f: os.path.basename(p) for f, p in files.items()}, "failed": failed,
               "models": [{"format": n, **{k: v for k, v in m.items() if k != "scores"}}
@@ -338,5 +337,5 @@ def finetune(backbone: keras.Model, model_path: str, run: dict | None, data_cfg:
     return recognizer.backbone
 
 
-__all__ = ["ExportError", "THRESHOLD_FAR", "run", "finetune", "calibration_images", "write_saved_model",
-           "convert_all", "threshold_faces", "file_thresholds", "recommend", "metadata", "check_parity"]
+__all__ = ["ExportError", "THRESHOLD_FAR", "INT8_FORMATS", "run", "finetune", "calibration_images", "write_saved_model",
+           "threshold_faces", "file_thresholds", "recommend", "metadata", "check_parity"]

@@ -224,9 +224,11 @@ def demo_markdown(*, recipe: str, model: C.ModelConfig, epochs: int, float_fig: 
                      f"EER {100 * fig['eer']:.2f} %")
     lines += ["", "## Every exported model on the same pairs", ""]
     lines += [export_md.split("\n", 2)[2].replace("](", f"]({export_link}/"), ""]
-    lines += ["## int8: post-training vs QAT, per-channel vs per-tensor weight scales", "",
+    lines += ["## int8: post-training, QAT and float islands; per-channel vs per-tensor weight scales", "",
               "Post-training int8 takes its activation ranges from calibration faces; QAT fine-tunes the "
-              "graph that ships (batch norm folded, PReLU in its int8 form) and ships the ranges it learned. "
+              "graph that ships (batch norm folded, PReLU in its int8 form) and ships the ranges it learned; "
+              "int8_islands is calibrated like post-training int8 but leaves each per-channel PReLU and "
+              "depthwise conv float between int8 pointwise convs (every op still on XNNPACK). "
               "Per-tensor weight scales (one per conv, `--per_tensor true`) are what some accelerators and "
               "NNAPI/DSP drivers take; depthwise convs are where they can cost accuracy, and QAT trains against "
               "them. The table says what each cost this model.", "",
@@ -234,8 +236,8 @@ def demo_markdown(*, recipe: str, model: C.ModelConfig, epochs: int, float_fig: 
               "Each int8 file against the float model on the same pairs (each pair right or wrong at the "
               "threshold of the other folds; exact McNemar test on the pairs they decide differently):", ""]
     for scales, rep in (("per-channel", exp_report), ("per-tensor", per_tensor_report)):
-        lines += [f"- `{C.EXPORT_FILES[m['format']]}` ({scales}): {m['paired']['text']}"
-                  for m in (rep or {}).get("models", []) if m["format"] in ("int8", "qat_int8") and m.get("paired")]
+        lines += [f"- `{C.EXPORT_FILES[r['format']]}` ({scales}): {r['paired']['text']}"
+                  for r in (rep or {}).get("int8", []) if r.get("paired")]
     thr = metadata["threshold"]
     own = [t for t in metadata["thresholds"] if t["file"] == thr["file"]]
     lines += ["", "## What ships: the recommended operating point", "",

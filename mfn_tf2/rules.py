@@ -29,10 +29,11 @@ PRECISIONS = ("off", "auto", "bfloat16", "float16", "bf32")
 STRATEGIES = ("auto", "mirrored", "multi_worker")
 
 # Every export format, in the order files are written.
-FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
+FORMATS = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8", "int8_islands")
 # Export format -> file name inside the export folder.
 EXPORT_FILES = {"saved_model": "saved_model", "fp32": "model_fp32.tflite", "fp16": "model_fp16.tflite",
-                "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite", "qat_int8": "model_qat_int8.tflite"}
+                "dynamic": "model_dynamic.tflite", "int8": "model_int8.tflite", "qat_int8": "model_qat_int8.tflite",
+                "int8_islands": "model_int8_islands.tflite"}
 # The 5-point layouts faces are aligned to (alignment.TEMPLATES holds their points): ArcFace's
 # 112x112 and its 112x96 crop, and lfw_a, the layout of the bundled LFW faces (LFW-a crops).
 TEMPLATE_NAMES = ("112x112", "112x96", "lfw_a")

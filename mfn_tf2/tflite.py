@@ -4,8 +4,9 @@
 .tflite bytes of one kind (fp32, fp16 weights, dynamic range, full int8, or
 int8 with the PReLUs and depthwise convs left float between int8 pointwise
 convs: "int8_islands").
-``op_report`` loads a .tflite file in LiteRT with its default XNNPACK delegate
-and tells, op by op, whether the delegate took it: after delegation the
+``convert_all`` writes every TFLite file an export asks for (``tensor_info``: each
+one's input and output, for metadata.json). ``op_report`` loads a .tflite file in
+LiteRT with its default XNNPACK delegate and tells, op by op, whether the delegate took it: after delegation the
 interpreter's node list holds the original nodes plus one DELEGATE node per
 delegated partition, and the original nodes a partition replaced are exactly
 those between that DELEGATE node's inputs and outputs. Everything else runs
@@ -25,9 +26,14 @@ which is why ``export_form`` rewrites PReLU; the shipped file has no such op):
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from mfn_tf2 import config as C
 from mfn_tf2.backend import tf
+from mfn_tf2.export_form import export_form, has_channel_prelu
+from mfn_tf2.fileio import size_mb, write_bytes
 from mfn_tf2.models import open_interpreter
 
 # After backend (Keras 2 chosen before TensorFlow loads): the converter's own quantizer,
@@ -233,4 +239,68 @@ def reference_only_ops(model) -> list[str]:
     return [f"{r['op']} ({r['dtype']})" for r in op_report(model) if not r["delegated"]]
 
 
-__all__ = ["ConversionError", "FLOAT_ISLAND_OPS", "KINDS", "RANGES", "convert", "op_report", "reference_only_ops"]
+def convert_all(backbone, exp: C.ExportConfig, calibration, qat, log) -> dict:
+    """Writes every requested TFLite file of an export atomically.
+
+    "int8_islands" is skipped (one logged line) for a backbone without
+    per-channel PReLU slopes: it would only leave the depthwise convs float.
+
+    Args:
+        backbone: the float backbone (``backbones.build_backbone`` layout).
+        exp: ``formats`` (saved_model is not written here), ``out``, ``per_tensor``.
+        calibration: float32 (N, S, S, 3) normalised faces (int8 and int8_islands).
+        qat: the fine-tuned QAT model (``exporting.finetune``), or None without qat_int8.
+        log: where one line per file goes.
+
+    Returns:
+        {format: path} of the files written.
+
+    Example (one slope per PReLU layer: no islands file):
+        >>> import tempfile
+        >>> from mfn_tf2.backbones import build_backbone
+        >>> shared = build_backbone(C.ModelConfig(width=0.25, image_size=32, prelu="shared"))
+        >>> exp = C.ExportConfig(out=tempfile.mkdtemp(), formats=("int8_islands",))
+        >>> lines = []
+        >>> convert_all(shared, exp, None, None, lines.append), lines[0].split(":")[0]
+        ({}, 'skipped model_int8_islands.tflite')
+    """
+    # Which Keras graph each format is converted from: int8 files from the export
+    # form (post-training: calibrated; QAT: that same graph, fine-tuned; islands:
+    # the export form with its per-channel PReLUs kept as PReLU layers).
+    islands = "int8_islands" in exp.formats and has_channel_prelu(backbone)
+    sources = {"fp32": backbone, "fp16": backbone, "dynamic": backbone,
+               "int8": export_form(backbone) if "int8" in exp.formats else None, "qat_int8": qat,
+               "int8_islands": export_form(backbone, float_prelu=True) if islands else None}
+    written = {}
+    for fmt in exp.formats:
+        if fmt == "saved_model":
+            continue
+        if fmt == "int8_islands" and not islands:
+            log(f"skipped {C.EXPORT_FILES[fmt]}: the backbone has no per-channel PReLU slopes, so float "
+                "islands would only leave its depthwise convs float (slower than int8)")
+            continue
+        path = os.path.join(exp.out, C.EXPORT_FILES[fmt])
+        write_bytes(path, convert(sources[fmt], fmt, calibration, per_tensor=exp.per_tensor))
+        written[fmt] = path
+        log(f"wrote {path} ({size_mb(path):.2f} MB)")
+    return written
+
+
+def tensor_info(path: str) -> dict:
+    """Input and output name, shape, dtype and quantization of a .tflite file (metadata.json's ``files``).
+
+    Example:
+        >>> tensor_info("android_demo_assets/model_int8.tflite")["input"]["dtype"]
+        'int8'
+    """
+    interp = open_interpreter(path)
+    info = {}
+    for key, d in (("input", interp.get_input_details()[0]), ("output", interp.get_output_details()[0])):
+        scale, zero = d["quantization"]
+        info[key] = {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                     "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None}
+    return info
+
+
+__all__ = ["ConversionError", "FLOAT_ISLAND_OPS", "KINDS", "RANGES", "convert", "op_report", "reference_only_ops",
+           "convert_all", "tensor_info"]
