@@ -6,11 +6,13 @@ import re
 import numpy as np
 import pytest
 
+from mfn_tf2 import config as C
 from conftest import golden_cosines, make_face_tree, run_cli
 
-ALL = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8")
+ALL = ("saved_model", "fp32", "fp16", "dynamic", "int8", "qat_int8", "int8_islands")
 TFLITE = ("model_fp32.tflite", "model_fp16.tflite", "model_dynamic.tflite", "model_int8.tflite",
-          "model_qat_int8.tflite")
+          "model_qat_int8.tflite", "model_int8_islands.tflite")
+INT8 = ("int8", "qat_int8", "int8_islands")
 FARS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 PAIRED = re.compile(r"[+-]\d+\.\d\d points? \(\d+ pairs gained, \d+ lost; exact McNemar p = \S+: "
                     r"(not )?distinguishable from chance\)")
@@ -35,7 +37,8 @@ def exported(tiny_run, tmp_path_factory):
 def test_every_format_written_and_reported(exported):
     out, _, proc = exported
     for name in ("saved_model/saved_model.pb", "model_fp32.tflite", "model_fp16.tflite", "model_dynamic.tflite",
-                 "model_int8.tflite", "model_qat_int8.tflite", "metadata.json", "report.md", "report.json",
+                 "model_int8.tflite", "model_qat_int8.tflite", "model_int8_islands.tflite", "metadata.json",
+                 "report.md", "report.json",
                  "roc.png"):
         assert (out / name).exists(), name
     report = json.loads((out / "report.json").read_text())
@@ -80,11 +83,17 @@ def test_every_tflite_file_has_its_own_thresholds(exported):
     # Each file's thresholds come from its own scores: the int8 files' differ from fp32's.
     at = {(r["file"], r["far"]): r["cosine"] for r in rows}
     assert at[("model_int8.tflite", 1e-3)] != at[("model_fp32.tflite", 1e-3)]
-    # The recommended point: FAR 1e-3 on one of the int8 files, the paired comparison saying which.
+    # The recommended point: FAR 1e-3 on the fastest int8 file not distinguishably worse than float.
     thr = meta["threshold"]
-    assert thr["file"] in ("model_int8.tflite", "model_qat_int8.tflite") and thr["far"] == 1e-3
+    assert thr["file"] in [C.EXPORT_FILES[f] for f in INT8] and thr["far"] == 1e-3
     assert thr["cosine"] == at[(thr["file"], 1e-3)] and thr["measured_on"] == "../calibration"
-    assert PAIRED.search(thr["why"]) and "qat_int8 against int8" in thr["why"]
+    report = json.loads((out / "report.json").read_text())
+    paired = {m["format"]: m["paired"] for m in report["models"]}
+    assert all(f"{f} {paired[f]['text']}" in thr["why"] for f in INT8)  # each int8 file's test against float
+    fine = [f for f in INT8 if not (paired[f]["distinguishable"] and paired[f]["difference_points"] < 0)]
+    if fine:
+        ms = {f: report["latency_ms_p50"][f]["2"] for f in fine}  # JSON keys: thread counts as strings
+        assert thr["file"] == C.EXPORT_FILES[min(fine, key=ms.get)] and thr["why"].startswith("the fastest")
     assert not [v for v in _strings(meta) if os.path.isabs(v) or str(out.parent) in v]
 
 
@@ -105,10 +114,10 @@ def test_report_gives_every_model_its_paired_test_against_float(exported, tiny_r
     qat = next(m for m in models if m["format"] == "qat_int8")
     assert qat["paired"]["text"] in md and "## Thresholds" in md
     # The int8 table carries the same paired test as the verification table.
-    assert [r["paired"] for r in report["int8"]] == [m["paired"] for m in models if m["format"] in ("int8", "qat_int8")]
-    int8_rows = [line for line in md.splitlines() if line.startswith(("| int8 |", "| qat_int8 |"))]
+    assert [r["paired"] for r in report["int8"]] == [m["paired"] for m in models if m["format"] in INT8]
+    int8_rows = [line for line in md.splitlines() if line.startswith(tuple(f"| {f} |" for f in INT8))]
     assert "| vs float (paired test) |" in md
-    assert len([line for line in int8_rows if PAIRED.search(line)]) == 4  # the verification and int8 tables
+    assert len([line for line in int8_rows if PAIRED.search(line)]) == 6  # the verification and int8 tables
     assert f"Recommended for apps: `{report['threshold']['file']}`" in md
     assert "| `model_qat_int8.tflite` | 0.001 |" in md and "not measurable with 10,875" in md
 
@@ -187,3 +196,84 @@ def test_calibration_folder_too_small_fails_before_converting(tiny_run, tmp_path
         f"error: --calibration_dir {small}: 30 images give 375 different-person pairs, too few to measure "
         "FAR 0.01 (it needs 1000); add images or identities")
     assert not (out / "model_fp32.tflite").exists()
+
+
+def _paired(lost: int, gained: int = 0, n: int = 200) -> dict:
+    """A real paired test against float: the float model right on every pair but ``gained``, the other
+    model losing ``lost`` of float's right pairs and gaining those ``gained``."""
+    from mfn_tf2.stats import paired_difference
+    ref = np.r_[np.zeros(gained, bool), np.ones(n - gained, bool)]
+    other = np.r_[np.ones(gained, bool), np.zeros(lost, bool), np.ones(n - gained - lost, bool)]
+    return paired_difference(ref, other)
+
+
+def _recommend(tests: dict, latency=None, far_measurable=(True, True)):
+    """exporting.recommend on synthetic inputs: {format: paired test} of the files, fp32 beside them."""
+    from mfn_tf2.exporting import recommend
+    names = ["float (Keras)", "fp32", *tests]
+    files = {f: f"out/{C.EXPORT_FILES[f]}" for f in names[1:]}
+    rows = [{"file": C.EXPORT_FILES[f], "far": far, "cosine": 0.3, "tar": 0.9, "measured_on": "faces",
+             "measurable": ok, "impostor_pairs": 5000} for f in names[1:] for far, ok in zip((1e-2, 1e-3), far_measurable)]
+    models = [{"paired": None}, {"paired": _paired(0)}, *({"paired": p} for p in tests.values())]
+    return recommend({"models": models}, names, files, rows, latency)
+
+
+def test_recommend_ships_the_fastest_int8_file_not_distinguishably_worse_than_float():
+    tests = {"int8": _paired(20), "qat_int8": _paired(2, 2), "int8_islands": _paired(3, 1)}  # int8: p < 0.05
+    assert tests["int8"]["distinguishable"] and not tests["qat_int8"]["distinguishable"]
+    ms = {"int8": {1: 2.0, 2: 1.0}, "qat_int8": {1: 2.4, 2: 1.3}, "int8_islands": {1: 2.2, 2: 1.2}}
+    thr = _recommend(tests, ms)
+    # int8 is faster but distinguishably worse: the fastest of the other two ships
+    assert thr["file"] == "model_int8_islands.tflite" and thr["far"] == 1e-3
+    assert thr["why"].startswith("the fastest int8 file (1.20 ms at 2 threads)")
+    assert all(f"{f} {p['text']}" in thr["why"] for f, p in tests.items())
+    ms["qat_int8"][2] = 1.1
+    assert _recommend(tests, ms)["file"] == "model_qat_int8.tflite"
+    # better than float, even distinguishably, qualifies; latency decides
+    assert _recommend({**tests, "int8": _paired(0, 20)}, ms)["file"] == "model_int8.tflite"
+
+
+def test_recommend_without_latency_takes_islands_then_qat_then_int8():
+    equal = _paired(1, 1)
+    assert _recommend({"int8": equal, "qat_int8": equal, "int8_islands": equal})["file"] == "model_int8_islands.tflite"
+    thr = _recommend({"int8": equal, "qat_int8": equal, "int8_islands": _paired(20)})
+    assert thr["file"] == "model_qat_int8.tflite" and "latency not measured" in thr["why"]
+    assert _recommend({"int8": equal})["file"] == "model_int8.tflite"
+
+
+def test_recommend_when_every_int8_file_is_worse_takes_the_most_pairs_right():
+    thr = _recommend({"int8": _paired(25), "qat_int8": _paired(18), "int8_islands": _paired(30)},
+                     {"int8": {2: 1.0}, "qat_int8": {2: 1.3}, "int8_islands": {2: 1.2}})
+    assert thr["file"] == "model_qat_int8.tflite" and "the most pairs right" in thr["why"]
+
+
+def test_recommend_without_int8_files_and_when_far_1e3_is_not_measurable():
+    thr = _recommend({})
+    assert thr["file"] == "model_fp32.tflite" and thr["why"] == "no int8 file exported"
+    thr = _recommend({"int8_islands": _paired(0)}, far_measurable=(True, False))
+    assert thr["file"] == "model_int8_islands.tflite" and thr["far"] == 1e-2
+    assert thr["why"].endswith("; FAR 0.001 is not measurable on 5,000 different-person pairs")
+
+
+def test_islands_file_is_int8_with_float_prelu_and_depthwise_all_on_xnnpack(exported):
+    from mfn_tf2.tflite import FLOAT_ISLAND_OPS, op_report
+    out, _, proc = exported
+    assert f"wrote {out / 'model_int8_islands.tflite'}" in proc.stdout
+    report = op_report(str(out / "model_int8_islands.tflite"))
+    assert all(r["delegated"] for r in report)
+    assert {r["op"] for r in report if r["dtype"] in ("float32", "float16")} == {*FLOAT_ISLAND_OPS, "QUANTIZE"}
+    assert {"CONV_2D", "DEQUANTIZE"} <= {r["op"] for r in report if r["dtype"] == "int8"}
+    meta = json.loads((out / "metadata.json").read_text())["files"]["model_int8_islands.tflite"]
+    assert meta["input"]["dtype"] == meta["output"]["dtype"] == "int8"
+
+
+def test_shared_slope_backbone_skips_the_islands_file(tmp_path):
+    from mfn_tf2.backbones import build_backbone
+    from mfn_tf2.tflite import convert_all
+    shared = build_backbone(C.ModelConfig(width=0.25, image_size=32, prelu="shared"))
+    lines = []
+    exp = C.ExportConfig(out=str(tmp_path), formats=("int8_islands",))
+    assert convert_all(shared, exp, None, None, lines.append) == {}
+    assert lines == ["skipped model_int8_islands.tflite: the backbone has no per-channel PReLU slopes, so "
+                     "float islands would only leave its depthwise convs float (slower than int8)"]
+    assert os.listdir(tmp_path) == []
