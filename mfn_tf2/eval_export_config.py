@@ -151,7 +151,7 @@ class ExportConfig:
     def __post_init__(self):
         check(self, _EXPORT_RULES)
         if self.android_assets and not {"int8", "qat_int8", "int8_islands", "fp16"} & set(self.formats):
-            raise ValueError(f"--android_assets {self.android_assets}: the app ships an int8 or the fp16 "
+            raise ValueError(f"--android_assets {self.android_assets}: the app ships the int8 or fp16 "
                              "model; add int8 or fp16 to --formats")
 
 
