@@ -71,11 +71,12 @@ def latency_section(work: str, rounds: int, log) -> list[str]:
                          f"| {b['min']:.2f} / {b['p50']:.2f} | {q['min']:.2f}x / {q['p50']:.2f}x |")
         lines.append("")
     return lines + [
-        "`paperS_channel`: the paper's per-channel PReLU in its int8 export form (the default); `paperS_shared`: "
+        "`paperS_channel`: the paper's per-channel PReLU in its exact all-int8 form (`model_int8.tflite`, "
+        "`model_qat_int8.tflite`); `paperS_shared`: "
         "`--prelu shared` (one slope per layer, int8 LEAKY_RELU); `paperS_islands`: the per-channel network with "
-        "int8 pointwise convs and its PReLUs and depthwise convs left in float between them (conversion kind "
-        "`int8_islands`; not yet what export ships); `mobilenetv2_S`: Keras MobileNetV2 (alpha 1.0, "
-        "ReLU6), the host's own bound for what XNNPACK's int8 gains over fp32. Untrained weights with trained-looking "
+        "int8 pointwise convs and its PReLUs and depthwise convs left in float between them (export's "
+        "`model_int8_islands.tflite`, which ships when it is not distinguishably less accurate than float); "
+        "`mobilenetv2_S`: Keras MobileNetV2 (alpha 1.0, ReLU6), the host's own bound for what XNNPACK's int8 gains over fp32. Untrained weights with trained-looking "
         "statistics: latency depends on the graph, not on the values. `min` is the fastest invocation, `p50` the "
         "median of the rounds' medians; the files are timed in interleaved rounds, so other work slows all alike."]
 
