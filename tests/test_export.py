@@ -213,7 +213,8 @@ def _recommend(tests: dict, latency=None, far_measurable=(True, True)):
     names = ["float (Keras)", "fp32", *tests]
     files = {f: f"out/{C.EXPORT_FILES[f]}" for f in names[1:]}
     rows = [{"file": C.EXPORT_FILES[f], "far": far, "cosine": 0.3, "tar": 0.9, "measured_on": "faces",
-             "measurable": ok, "impostor_pairs": 5000} for f in names[1:] for far, ok in zip((1e-2, 1e-3), far_measurable)]
+             "measurable": ok, "impostor_pairs": 5000}
+            for f in names[1:] for far, ok in zip((1e-2, 1e-3), far_measurable)]
     models = [{"paired": None}, {"paired": _paired(0)}, *({"paired": p} for p in tests.values())]
     return recommend({"models": models}, names, files, rows, latency)
 
