@@ -72,8 +72,9 @@ def test_shipped_threshold_is_the_shipped_files_own(assets):
     meta = _json(assets, "metadata.json")
     thr, shipped = meta["threshold"], meta["files"]
     assert thr["file"] == "model_int8.tflite" and set(shipped) == {"model_int8.tflite", "model_fp16.tflite"}
-    # a name of the export folder, not a path; the int8 asset is one of the two int8 files
-    assert shipped["model_int8.tflite"]["source"] in ("model_int8.tflite", "model_qat_int8.tflite")
+    # a name of the export folder, not a path; the int8 asset is one of the export's int8 files
+    from mfn_tf2.exporting import INT8_FORMATS
+    assert shipped["model_int8.tflite"]["source"] in {f"model_{kind}.tflite" for kind in INT8_FORMATS}
     assert shipped["model_fp16.tflite"]["source"] == "model_fp16.tflite"
     assert thr in meta["thresholds"] and thr["measurable"] and thr["source"] == shipped[thr["file"]]["source"]
     for t in meta["thresholds"]:

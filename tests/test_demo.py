@@ -14,11 +14,12 @@ def test_short_demo_produces_report_pngs_and_every_model(tiny_demo, tmp_path):
         assert f"[done] {step}" in stdout, step
     export = out / "export"
     for name in ("saved_model/saved_model.pb", "model_fp32.tflite", "model_fp16.tflite", "model_dynamic.tflite",
-                 "model_int8.tflite", "model_qat_int8.tflite", "metadata.json", "roc.png"):
+                 "model_int8.tflite", "model_qat_int8.tflite", "model_int8_islands.tflite", "metadata.json",
+                 "roc.png"):
         assert (export / name).exists(), name
     assert (export / "roc.png").read_bytes()[:4] == b"\x89PNG"
     report = (out / "report.md").read_text()
-    for fmt in ("fp32", "fp16", "dynamic", "int8", "qat_int8", "saved_model"):
+    for fmt in ("fp32", "fp16", "dynamic", "int8", "qat_int8", "int8_islands", "saved_model"):
         assert f"| {fmt} |" in report, fmt
     assert "export/roc.png" in report and "## Benchmark" in report and "with flip" in stdout
     # each int8 file (per-channel and per-tensor) against float with its paired test
