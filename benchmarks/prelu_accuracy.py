@@ -1,6 +1,6 @@
 """What shared PReLU slopes cost: the demo recipe trained per seed with each slope form, paired.
 
-    python benchmarks/prelu_accuracy.py WORK --seeds 1,2 --json WORK/prelu.json
+    python benchmarks/prelu_accuracy.py WORK --seeds 0,1 --json WORK/prelu.json
 
 Trains the demo recipe (``--recipe cpu_demo``: the bundled faces, 64 px, 15 epochs)
 once per seed and slope form into ``WORK/<form>_<seed>/`` -- a finished run is
@@ -95,7 +95,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("work", help="folder of the runs (WORK/<form>_<seed>/), reused across calls")
-    p.add_argument("--seeds", default="1,2", help="comma-separated training seeds")
+    p.add_argument("--seeds", default="0,1", help="comma-separated training seeds (0: the recipe's own)")
     p.add_argument("--forms", default="channel,shared", help="PReLU slope forms; the first is the reference")
     p.add_argument("--json", help="write the report here")
     args = p.parse_args(argv)
