@@ -56,8 +56,8 @@ def leaks(text: str) -> list[str]:
         What ties it to one machine, in order found (empty: portable).
 
     Example:
-        >>> leaks("from file:///sdcard/m.tflite and /home/ann/faces, not ../export/demo")
-        ['file:/', '/home/']
+        >>> leaks("from file:///sdcard/m.tflite and /mnt/faces, not ../export/demo")
+        ['file:/', '/mnt/']
     """
     found = [m.group(0) for m in _ABSOLUTE.finditer(text)]
     host = socket.gethostname().split(".")[0]
