@@ -2,8 +2,8 @@
 
 A TensorFlow training step allocates and frees hundreds of megabytes of
 activations. With the C library's malloc much of that goes back to the kernel
-and is faulted in again on the next step; tcmalloc keeps it. Measured on the
-paper model (112 px, batch 64, 2 cores): see README "Measured figures".
+and is faulted in again on the next step; tcmalloc keeps it (``python -m
+mfn_tf2.benchmark`` names the malloc in use beside its figures).
 
 Every ``python -m mfn_tf2.<tool>`` re-executes itself once, before TensorFlow
 is imported, with ``LD_PRELOAD`` set to tcmalloc when the library is installed

@@ -50,7 +50,7 @@ class ModelConfig:
         width: channel multiplier (tests use small widths).
         prelu: PReLU slopes: "channel" (one per channel, the paper's) or
             "shared" (one per layer: its int8 form is LEAKY_RELU, which
-            XNNPACK runs fast; see README "int8").
+            XNNPACK runs fast; see README "Export").
         loss_scale: ArcFace s.
         loss_margin: ArcFace m (radians).
     """

@@ -77,8 +77,7 @@ class DemoConfig:
     epochs: int | None = None
     image_size: int | None = None
     width: float | None = None
-    # Half an epoch: on the demo model QAT int8 scored as well as after a whole one (87.25 vs 86.83 %
-    # per-channel, 86.92 % per-tensor; README "The demo's recipe") in half the time, twice over.
+    # Half an epoch: on the demo model QAT int8 scored as well as after a whole one, in half the time.
     qat_epochs: float = 0.5
     android_assets: str | None = None
 

@@ -64,7 +64,7 @@ def sum_to_slopes(p, shape):
     per channel, per layer), the sum is a row of ones times ``p`` seen as a
     (positions, slopes) matrix: one multi-threaded matmul, where TensorFlow's
     CPU reduce_sum over the leading axes of a large activation was 6.6 ms of a
-    112 px step's 1.2 s per PReLU (README "Measured figures").
+    112 px step's 1.2 s per PReLU on two cores.
 
     Args:
         p: (batch, *shape with the shared axes at full size) tensor.

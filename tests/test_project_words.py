@@ -74,3 +74,14 @@ def test_the_scan_finds_what_it_bans(tmp_path):
 def test_no_run_log_words(path):
     hits = offending_lines(path)
     assert not hits, "run-log words in a file a user reads:\n" + "\n".join(hits)
+
+
+def test_readme_sections_named_elsewhere_exist():
+    """A comment or doc that sends the reader to README "X" finds a heading X there."""
+    headings = {line.lstrip("#").strip() for line in (REPO / "README.md").read_text().splitlines()
+                if line.startswith("#")}
+    missing = [f"{path.relative_to(REPO)}: README \"{name}\""
+               for path in TEXT_FILES if path.exists() and path.name != "test_project_words.py"
+               for name in re.findall(r'README[\'’]?s? "([^"\n]+)"', path.read_text(errors="replace"))
+               if name not in headings]
+    assert not missing, "sections the README no longer has:\n" + "\n".join(missing)
