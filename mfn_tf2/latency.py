@@ -29,8 +29,9 @@ import numpy as np
 from mfn_tf2.models import ModelError, accepted_kind, open_interpreter, open_signature
 from mfn_tf2.preprocess import model_input, resize
 
-# The one default of every latency figure: timed and untimed invocations per (file, threads).
-RUNS, WARMUP = 100, 10
+# The one default of every latency figure: timed and untimed invocations per (file, threads), the
+# timed ones spread over ROUNDS interleaved rounds (tflite_latencies).
+RUNS, WARMUP, ROUNDS = 100, 10, 5
 # Thread counts of the export report and the demo's table (a phone's big cores: 1 and 2).
 THREADS = (1, 2)
 
@@ -154,6 +155,13 @@ def tflite_latency(path: str, threads: int, runs: int = RUNS, warmup: int = WARM
         >>> tflite_latency("android_demo_assets/model_int8.tflite", threads=1, runs=3, warmup=1)["runs"]
         3
     """
+    invoke, prepare = _invoker(path, threads, batch, images)
+    times_ms = [1e3 * t for t in timed(invoke, runs, warmup, prepare=prepare)]
+    return {**_percentiles(times_ms), "runs": runs, "warmup": warmup, "threads": threads, "batch": batch}
+
+
+def _invoker(path: str, threads: int, batch: int, images: np.ndarray | None):
+    """(invoke, prepare(i)) of one interpreter, fed a few distinct inputs in turn."""
     interp = _interpreter(path, threads, batch)
     detail = interp.get_input_details()[0]
     _, height, width, _ = detail["shape"]
@@ -162,9 +170,7 @@ def tflite_latency(path: str, threads: int, runs: int = RUNS, warmup: int = WARM
     pixels = _sized(images, distinct * batch, int(height), int(width))
     inputs = [model_input(pixels[i * batch:(i + 1) * batch], detail["dtype"], detail["quantization"])
               for i in range(distinct)]
-    times_ms = [1e3 * t for t in timed(interp.invoke, runs, warmup,
-                                        prepare=lambda i: interp.set_tensor(detail["index"], inputs[i % distinct]))]
-    return {**_percentiles(times_ms), "runs": runs, "warmup": warmup, "threads": threads, "batch": batch}
+    return interp.invoke, lambda i: interp.set_tensor(detail["index"], inputs[i % distinct])
 
 
 def tflite_latencies(paths: list[str], threads: tuple[int, ...] = THREADS, runs: int = RUNS, warmup: int = WARMUP,
@@ -182,8 +188,17 @@ def tflite_latencies(paths: list[str], threads: tuple[int, ...] = THREADS, runs:
     Raises:
         ModelError: a missing, unloadable or non-.tflite file.
     """
-    return {path: {t: tflite_latency(path, t, runs=runs, warmup=warmup, images=images) for t in threads}
-            for path in paths}
+    # Interleaved rounds: each round times every file at every thread count, so a passing disturbance
+    # (another process, a library's worker threads still spinning after a big matmul) lands on all
+    # files alike instead of on whichever file was being timed.
+    invokers = {(p, t): _invoker(p, t, 1, images) for p in paths for t in threads}
+    times_ms = {key: [] for key in invokers}
+    for r in range(ROUNDS):
+        for key, (invoke, prepare) in invokers.items():
+            share = runs // ROUNDS + (r < runs % ROUNDS)
+            times_ms[key] += [1e3 * t for t in timed(invoke, share, warmup if r == 0 else 1, prepare=prepare)]
+    return {p: {t: {**_percentiles(times_ms[(p, t)]), "runs": runs, "warmup": warmup, "threads": t, "batch": 1}
+                for t in threads} for p in paths}
 
 
 def tflite_throughput(path: str, threads: int, batch: int, runs: int = 10, warmup: int = 2,
