@@ -2,18 +2,18 @@
 
 ``run(cfg, configs)`` measures what a ``BenchConfig`` (the flags of the shell
 ``python -m mfn_tf2.benchmark``) asks for and returns the report dict that
-``reports.render_text`` / ``render_markdown`` print; ``bench_exports`` is the
-demo's latency table of an export folder. Timing itself is ``latency.py``'s:
-``latency.tflite_latencies`` with its ``RUNS`` / ``WARMUP``, as the export report's.
+``reports.render_text`` / ``render_markdown`` print. Timing itself is
+``latency.py``'s: ``latency.tflite_latencies`` with its ``RUNS`` / ``WARMUP``,
+as the export report's.
 
 Example:
-    >>> rows = bench_exports("android_demo_assets", {"int8": "model_int8.tflite"})   # doctest: +SKIP
-    >>> sorted(rows[0])                                                              # doctest: +SKIP
-    ['file', 'format', 'not_delegated', 'p50_1', 'p50_2', 'p90_2', 'size_mb']
+    >>> report = run(BenchConfig(models=("android_demo_assets/model_int8.tflite",), threads=(1,), runs=3,
+    ...                          warmup=1, batch=2), {}, log=lambda line: None)
+    >>> [(r["threads"], r["runs"]) for r in report["models"][0]["runs"]], report["models"][0]["not_delegated"]
+    ([(1, 3)], [])
 """
 from __future__ import annotations
 
-import collections
 import os
 import sys
 import time
@@ -79,11 +79,9 @@ def load_images(directory: str, limit: int = _MAX_IMAGES) -> np.ndarray:
 
 
 def delegation(path: str, threads: int) -> dict:
-    """Op count and the ops XNNPACK leaves to the builtin kernels ("OP (dtype)", with counts)."""
-    from mfn_tf2.tflite import op_report  # lazy: tflite.py imports TensorFlow; timing needs only LiteRT
-    report = op_report(path, num_threads=threads)
-    slow = collections.Counter(f"{op['op']} ({op['dtype']})" for op in report if not op["delegated"])
-    return {"ops": len(report), "not_delegated": [f"{n} x {name}" for name, n in sorted(slow.items())]}
+    """Op count and the ops XNNPACK leaves to the builtin kernels ("N x OP (dtype)")."""
+    from mfn_tf2.tflite import op_report, reference_only_ops  # lazy: tflite.py imports TensorFlow; timing needs only LiteRT
+    return {"ops": len(op_report(path, num_threads=threads)), "not_delegated": reference_only_ops(path, threads)}
 
 
 def bench_tflite(path: str, cfg: BenchConfig, images) -> dict:
@@ -214,25 +212,5 @@ def run(cfg: BenchConfig, configs: dict, log=print) -> dict:
     return report
 
 
-def bench_exports(export_dir: str, files: dict) -> list[dict]:
-    """Latency at batch 1 on 1 and 2 threads (``latency.THREADS``) of every .tflite file of an export folder,
-    measured as the export report's (``latency.tflite_latencies``, its default runs and warm-up).
-
-    Args:
-        export_dir: the export folder.
-        files: {format: file name} (the export report's "files").
-
-    Returns:
-        One row per .tflite file: format, file, size_mb, p50_1, p50_2, p90_2 (ms)
-        and the ops XNNPACK leaves to the builtin kernels.
-    """
-    from mfn_tf2.tflite import reference_only_ops  # lazy: tflite.py imports TensorFlow; timing needs only LiteRT
-    paths = {fmt: os.path.join(export_dir, name) for fmt, name in files.items() if name.endswith(".tflite")}
-    lat = tflite_latencies(list(paths.values()))
-    return [{"format": fmt, "file": os.path.basename(path), "size_mb": size_mb(path),
-             "p50_1": lat[path][1]["p50"], "p50_2": lat[path][2]["p50"], "p90_2": lat[path][2]["p90"],
-             "not_delegated": reference_only_ops(path)} for fmt, path in paths.items()]
-
-
-__all__ = ["BenchConfig", "TIMED", "run", "bench_tflite", "bench_savedmodel", "bench_exports", "train_speed", "pipeline_speed",
+__all__ = ["BenchConfig", "TIMED", "run", "bench_tflite", "bench_savedmodel", "train_speed", "pipeline_speed",
            "load_images", "delegation"]

@@ -1,11 +1,11 @@
-"""The runner of ``python -m mfn_tf2.demo``: train, verify, export, benchmark and report in one call.
+"""The runner of ``python -m mfn_tf2.demo``: train, verify, export (timed on LiteRT) and report in one call.
 
 ``run(DemoConfig(...))`` trains MobileFaceNet + ArcFace with a recipe (``cpu_demo`` by default), verifies
 the float model on the held-out pairs with and without flip, exports every format (int8_islands too,
 for a per-channel PReLU model) and verifies each on
-the same pairs (``exporting.run``), exports int8 PTQ and QAT again with per-tensor weight scales, writes
-the Android assets when asked, benchmarks the .tflite files on LiteRT and writes ``OUT/report.md``
-(``reports.demo_markdown``). A step whose files are newer than its inputs is skipped: a second run
+the same pairs and times it on LiteRT (``exporting.run``), exports int8 PTQ and QAT again with per-tensor
+weight scales, writes the Android assets when asked and writes ``OUT/report.md`` (``reports.demo_markdown``;
+its latency figures are the export's, measured once). A step whose files are newer than its inputs is skipped: a second run
 reuses the finished steps.
 
 Example:
@@ -27,7 +27,6 @@ from typing import NamedTuple
 
 from mfn_tf2 import config as C
 from mfn_tf2.android import AssetsError, write_assets
-from mfn_tf2.benchmarking import bench_exports
 from mfn_tf2.calibration import list_faces
 from mfn_tf2.embedders import FeatureExtractor
 from mfn_tf2.fileio import OutputLock, write_text
@@ -140,8 +139,7 @@ def run(cfg: DemoConfig, log=print) -> dict:
         log: takes each line (steps, training and export progress).
 
     Returns:
-        {"report": the path of report.md, "float": {"plain", "flip"} figures of the float model,
-        "bench": the benchmark rows}.
+        {"report": the path of report.md, "float": {"plain", "flip"} figures of the float model}.
 
     Raises:
         ValueError (DataError, CalibrationError, ...): ``cfg.heldout`` cannot measure the thresholds
@@ -173,7 +171,6 @@ def run(cfg: DemoConfig, log=print) -> dict:
         step("export + verify int8 with per-tensor weight scales", exported and os.path.exists(per_tensor_json),
              lambda: _exported(exporting.run(weights, st.per_tensor, st.eval, st.data, log=log)), log)
         exp_report = _read_json(report_json)
-        bench = step("benchmark (LiteRT, XNNPACK)", False, lambda: _benchmark(export_dir, exp_report), log)
         with open(os.path.join(export_dir, "report.md")) as f:
             export_md = f.read()
         report = os.path.join(cfg.out, "report.md")
@@ -181,8 +178,8 @@ def run(cfg: DemoConfig, log=print) -> dict:
             recipe=cfg.recipe, model=st.model, epochs=st.train.epochs, float_fig=float_fig, export_md=export_md,
             export_link=os.path.relpath(export_dir, cfg.out), exp_report=exp_report,
             per_tensor_report=_read_json(per_tensor_json),
-            metadata=_read_json(os.path.join(export_dir, "metadata.json")), bench=bench, machine=machine_info()))
-    return {"report": report, "float": float_fig, "bench": bench}
+            metadata=_read_json(os.path.join(export_dir, "metadata.json")), machine=machine_info()))
+    return {"report": report, "float": float_fig}
 
 
 def _read_json(path: str):
@@ -213,12 +210,3 @@ def _assets(export_dir: str, folder: str, pairs):
     except AssetsError as err:
         raise AssetsError(f"--android_assets {folder}: {err}") from None
     return None, said[-1].removeprefix("android assets: ")
-
-
-def _benchmark(export_dir: str, exp_report: dict):
-    """(latency rows of every .tflite file of the export, the fastest's line)."""
-    rows = bench_exports(export_dir, exp_report["files"])
-    fp32 = next((r["p50_2"] for r in rows if r["format"] == "fp32"), None)
-    best = min(rows, key=lambda r: r["p50_2"])
-    return rows, f"fastest {best['format']} {best['p50_2']:.2f} ms at 2 threads" + (
-        f" (fp32 {fp32:.2f} ms)" if fp32 else "")

@@ -12,7 +12,6 @@ Example:
 """
 from __future__ import annotations
 
-from collections import Counter
 import os
 
 from mfn_tf2 import config as C
@@ -79,10 +78,10 @@ def thresholds_section(threshold: dict | None, thresholds: list[dict]) -> list[s
 
 
 def export_markdown(out: str, source: str, result: dict, names: list[str], files: dict, parity: list[dict],
-                    latency: dict, threshold: dict | None, thresholds: list[dict], failed: dict, int8: list[dict],
-                    machine: dict) -> str:
+                    latency: dict, not_on_xnnpack: dict, threshold: dict | None, thresholds: list[dict],
+                    failed: dict, int8: list[dict], machine: dict) -> str:
     """report.md: the verification table (with each model's paired test against float), the int8 table,
-    the thresholds, files with sizes and latency, parity verdicts."""
+    the thresholds, files with sizes, latency and the ops XNNPACK left out, parity verdicts."""
     lines = [f"# Export report: {out}", "", f"Source: `{source}`. Pairs: `{result['pairs']['source']}` "
              f"({result['pairs']['n_pairs']} pairs, {result['pairs']['n_images']} images). "
              f"Latency measured on {machine_line(machine)}.", "",
@@ -92,16 +91,18 @@ def export_markdown(out: str, source: str, result: dict, names: list[str], files
              "test on the pairs two models decide differently says whether the accuracy difference is chance.", "",
              "![ROC curves and score histograms](roc.png)", "",
              *int8_markdown(int8), *thresholds_section(threshold, thresholds),
-             "## Files", "", "| format | file | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | parity |",
-             "|---|---|---|---|---|---|"]
+             "## Files", "", "Latency: LiteRT with XNNPACK, batch 1, median of the timed runs.", "",
+             "| format | file | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | ops not on XNNPACK | parity |",
+             "|---|---|---|---|---|---|---|"]
     verdict = {os.path.basename(p["model"]): ("ok" if p["ok"] else f"FAIL: {p['why']}") for p in parity}
     for fmt, path in files.items():
         size = size_mb(path)
         lat = latency.get(fmt, {})
+        left = (", ".join(not_on_xnnpack[fmt]) or "none") if fmt in not_on_xnnpack else "-"  # "-": not timed
         lines.append(f"| {fmt} | {os.path.basename(path)} | {size:.2f} | {lat.get(1, '-')} | {lat.get(2, '-')} | "
-                     f"{verdict.get(os.path.basename(path), 'reference')} |")
+                     f"{left} | {verdict.get(os.path.basename(path), 'reference')} |")
     for fmt, why in failed.items():
-        lines.append(f"| {fmt} | {C.EXPORT_FILES[fmt]} | - | - | - | FAIL: {why} |")
+        lines.append(f"| {fmt} | {C.EXPORT_FILES[fmt]} | - | - | - | - | FAIL: {why} |")
     return "\n".join(lines + [""])
 
 
@@ -191,7 +192,7 @@ def render_markdown(report: dict) -> str:
 
 def demo_markdown(*, recipe: str, model: C.ModelConfig, epochs: int, float_fig: dict, export_md: str,
                   export_link: str, exp_report: dict, per_tensor_report: dict | None, metadata: dict,
-                  bench: list[dict] | None, machine: dict) -> str:
+                  machine: dict) -> str:
     """demo_out/report.md: what was trained, how well every model verifies, how fast it runs, what ships.
 
     Args:
@@ -205,7 +206,6 @@ def demo_markdown(*, recipe: str, model: C.ModelConfig, epochs: int, float_fig: 
         exp_report: the export's report.json.
         per_tensor_report: the per-tensor export's report.json, or None.
         metadata: the export's metadata.json (the recommended threshold and every file's).
-        bench: ``benchmarking.bench_exports``' rows, or None.
         machine: ``machine_info()`` of the host the figures were measured on.
 
     Returns:
@@ -247,13 +247,6 @@ def demo_markdown(*, recipe: str, model: C.ModelConfig, epochs: int, float_fig: 
               f"different-person and {own[0]['genuine_pairs']:,} same-person pairs of `{thr['measured_on']}` "
               "(relative to the export folder). Its thresholds:", "",
               *thresholds_markdown([{k: v for k, v in t.items() if k != "file"} for t in own]), ""]
-    if bench:
-        lines += ["## Benchmark (LiteRT interpreter, XNNPACK, batch 1)", "",
-                  "| format | size (MB) | p50 1 thread (ms) | p50 2 threads (ms) | p90 2 threads (ms) | ops not on XNNPACK |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {r['format']} | {r['size_mb']:.2f} | {r['p50_1']:.2f} | {r['p50_2']:.2f} | {r['p90_2']:.2f} | "
-                  f"{', '.join(f'{op} x{n}' for op, n in Counter(r['not_delegated']).items()) or 'none'} |"
-                  for r in bench]
     lines += ["", "## Do the same on your data", "", "```",
               f"python -m mfn_tf2.train YOUR_FACES/ LFW/ LFW/pairs.txt --recipe {recipe} --save_model_directory weights/",
               "python -m mfn_tf2.export weights/ --out export/mine --train_directory YOUR_FACES/ "

@@ -20,12 +20,13 @@ which is why ``export_form`` rewrites PReLU; the shipped file has no such op):
     >>> model = keras.Model(x, keras.layers.PReLU(shared_axes=[1, 2])(keras.layers.Conv2D(4, 3)(x)))
     >>> calibration = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
     >>> reference_only_ops(convert(model, "int8", calibration))
-    ['PRELU (int8)']
+    ['1 x PRELU (int8)']
     >>> reference_only_ops("android_demo_assets/model_int8.tflite")
     []
 """
 from __future__ import annotations
 
+import collections
 import os
 
 import numpy as np
@@ -229,14 +230,23 @@ def op_report(model, num_threads: int = 2) -> list[dict]:
             for op in ops if op["op_name"] != "DELEGATE"]
 
 
-def reference_only_ops(model) -> list[str]:
-    """Names of the ops XNNPACK leaves to the builtin kernels, as "OP (dtype)".
+def reference_only_ops(model, num_threads: int = 2) -> list[str]:
+    """The ops XNNPACK leaves to the builtin kernels, counted: "N x OP (dtype)", by name.
+
+    Args:
+        model: a .tflite path or its bytes.
+        num_threads: LiteRT threads, as ``op_report``'s.
+
+    Returns:
+        One string per kind of op left out; empty when XNNPACK runs every op.
 
     Example:
         >>> reference_only_ops("android_demo_assets/model_fp16.tflite")
         []
     """
-    return [f"{r['op']} ({r['dtype']})" for r in op_report(model) if not r["delegated"]]
+    left = collections.Counter(f"{r['op']} ({r['dtype']})" for r in op_report(model, num_threads)
+                               if not r["delegated"])
+    return [f"{n} x {name}" for name, n in sorted(left.items())]
 
 
 def convert_all(backbone, exp: C.ExportConfig, calibration, qat, log) -> dict:

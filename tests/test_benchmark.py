@@ -10,7 +10,7 @@ from mfn_tf2.allocator import find_tcmalloc
 from mfn_tf2.backend import keras, tf
 from mfn_tf2.config import ModelConfig
 from mfn_tf2.images import read_rgb
-from mfn_tf2.benchmarking import BenchConfig, bench_exports, load_images, run
+from mfn_tf2.benchmarking import BenchConfig, load_images, run
 from mfn_tf2.latency import (RUNS, WARMUP, smooth_images, savedmodel_throughput, timed, tflite_latencies,
                              tflite_latency, tflite_throughput)
 from mfn_tf2.models import ModelError
@@ -24,10 +24,11 @@ TINY_FLAGS = ["--width", "0.25", "--image_size", "32", "--embedding_dim", "16"]
 def tiny_models(tmp_path_factory):
     """A width-0.25, 32-pixel backbone as a SavedModel and a .tflite (float, dynamic batch)."""
     out = tmp_path_factory.mktemp("models")
-    module = tf.Module()
-    module.backbone = build_backbone(TINY)
-    # A bare serving signature saves and converts in a fraction of keras' save().
-    serve = tf.function(lambda image: {"embedding": module.backbone(image, training=False)},
+    module, backbone = tf.Module(), build_backbone(TINY)
+    # A bare serving signature over the tracked variables (not the Keras model, whose layers the saver
+    # would trace one by one) saves and converts in a fraction of keras' save().
+    module.weights = list(backbone.variables)
+    serve = tf.function(lambda image: {"embedding": backbone(image, training=False)},
                         input_signature=[tf.TensorSpec([None, 32, 32, 3], tf.float32, name="image")])
     saved = out / "saved_model"
     tf.saved_model.save(module, str(saved), signatures={"serving_default": serve.get_concrete_function()})
@@ -86,7 +87,7 @@ def test_latency_names_a_file_that_is_not_a_model(tmp_path):
 
 
 def test_one_latency_loop_with_one_default(tiny_models, tmp_path):
-    """The runner takes a BenchConfig; it, the demo's table and export's report time with tflite_latencies."""
+    """The runner takes a BenchConfig; it and the export's report (the demo's figures) time with tflite_latencies."""
     path = str(tiny_models["tflite"])
     table = tflite_latencies([path], threads=(1, 2), runs=3, warmup=1)
     assert list(table) == [path] and sorted(table[path]) == [1, 2]
@@ -94,9 +95,6 @@ def test_one_latency_loop_with_one_default(tiny_models, tmp_path):
     assert (BenchConfig().runs, BenchConfig().warmup) == (RUNS, WARMUP)
     report = run(BenchConfig(models=(path,), threads=(1,), runs=3, warmup=1, batch=2), {}, log=lambda _: None)
     assert [(r["threads"], r["runs"]) for r in report["models"][0]["runs"]] == [(1, 3)]
-    shutil.copy(path, tmp_path / "model_fp32.tflite")
-    rows = bench_exports(str(tmp_path), {"fp32": "model_fp32.tflite", "saved_model": "saved_model"})
-    assert [r["format"] for r in rows] == ["fp32"] and 0 < rows[0]["p50_2"] <= rows[0]["p90_2"]
 
 
 def test_images_to_feed_are_found_by_content(demo_data, tmp_path):
@@ -141,7 +139,7 @@ def test_cli_writes_json_and_markdown(tiny_models, demo_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_training_speed_synthetic_and_real(face_tree, tmp_path):
+def test_cli_training_speed_synthetic_and_real(face_tree, tiny_models, tmp_path):
     synthetic, real = tmp_path / "synthetic.json", tmp_path / "real.json"
     common = ["--train", *TINY_FLAGS, "--batch_size", "8", "--train_steps", "2", "--train_warmup", "1"]
     res = run_cli("benchmark", *common, "--classes", "10", "--json", synthetic)
@@ -154,8 +152,11 @@ def test_cli_training_speed_synthetic_and_real(face_tree, tmp_path):
     malloc = json.loads(synthetic.read_text())["machine"]["malloc"]
     assert malloc.startswith("tcmalloc") == (find_tcmalloc() is not None), malloc
     assert f"malloc: {malloc}" in res.stdout
-    res = run_cli("benchmark", *common, "--json", synthetic, env={"MFN_TF2_TCMALLOC": "0"})
-    assert json.loads(synthetic.read_text())["machine"]["malloc"] == "the C library's"
+    told = tmp_path / "told.json"  # any benchmark reports its allocator: the cheapest one here
+    res = run_cli("benchmark", tiny_models["tflite"], "--runs", "1", "--warmup", "0", "--threads", "1",
+                  "--json", told, env={"MFN_TF2_TCMALLOC": "0"})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(told.read_text())["machine"]["malloc"] == "the C library's"
 
     res = run_cli("benchmark", *common, "--train_directory", face_tree, "--pipeline_batches", "3",
                   "--json", real)

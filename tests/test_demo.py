@@ -10,7 +10,8 @@ from conftest import make_face_tree, run_cli, tiny_demo_args, write_plain_pairs
 
 def test_short_demo_produces_report_pngs_and_every_model(tiny_demo, tmp_path):
     out, stdout = tiny_demo / "demo_out", (tiny_demo / "stdout.txt").read_text()
-    for step in ("train", "verify the float model", "export + verify every format", "benchmark"):
+    for step in ("train", "verify the float model", "export + verify every format",
+                 "export + verify int8 with per-tensor weight scales"):
         assert f"[done] {step}" in stdout, step
     export = out / "export"
     for name in ("saved_model/saved_model.pb", "model_fp32.tflite", "model_fp16.tflite", "model_dynamic.tflite",
@@ -21,7 +22,9 @@ def test_short_demo_produces_report_pngs_and_every_model(tiny_demo, tmp_path):
     report = (out / "report.md").read_text()
     for fmt in ("fp32", "fp16", "dynamic", "int8", "qat_int8", "int8_islands", "saved_model"):
         assert f"| {fmt} |" in report, fmt
-    assert "export/roc.png" in report and "## Benchmark" in report and "with flip" in stdout
+    assert "export/roc.png" in report and "with flip" in stdout
+    # one latency figure per file and thread count: the export's, with the ops XNNPACK left out
+    assert report.count("p50 2 threads (ms)") == 1 and "| ops not on XNNPACK |" in report
     # each int8 file (per-channel and per-tensor) against float with its paired test
     for name in ("model_int8.tflite", "model_qat_int8.tflite"):
         for scales in ("per-channel", "per-tensor"):

@@ -45,6 +45,11 @@ def test_every_format_written_and_reported(exported):
     assert report["ok"] and not report["failed"]
     assert [m["format"] for m in report["models"]] == ["float (Keras)", *ALL]
     assert all(len(v) == 2 for v in report["latency_ms_p50"].values())
+    # every timed file says which ops XNNPACK left to the builtin kernels: none in an int8 file
+    assert set(report["not_on_xnnpack"]) == set(report["latency_ms_p50"]) == set(ALL) - {"saved_model"}
+    assert all(report["not_on_xnnpack"][f] == [] for f in INT8)
+    md = (out / "report.md").read_text()
+    assert re.search(r"\| int8 \| model_int8\.tflite \| [\d.]+ \| [\d.]+ \| [\d.]+ \| none \| ok \|", md), md
     assert "| qat_int8 |" in (out / "report.md").read_text() and "| int8 |" in proc.stdout
     assert not list(out.glob(".tmp*")), "temporary files left behind"
 

@@ -90,11 +90,11 @@ def two_output_saved_model(backbone, tmp_path_factory):
     class Serving(tf.Module):
         def __init__(self):
             super().__init__()
-            self.model = model
+            self.weights = list(model.variables)  # not the Keras model: the saver would trace each layer
 
         @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.uint8, name="image")])
         def serve(self, image):
-            logits, embedding = self.model((tf.cast(image, tf.float32) - 127.5) / 128.0)
+            logits, embedding = model((tf.cast(image, tf.float32) - 127.5) / 128.0)
             return {"logits": logits, "vector": embedding}
 
     path = tmp_path_factory.mktemp("sm") / "two_outputs"
