@@ -176,7 +176,7 @@ def test_android_golden_vectors_reproduce_by_hand(exported):
 def test_parity_failure_exits_non_zero_and_keeps_files(tiny_run, tmp_path):
     save_dir, faces, pairs = tiny_run
     out = tmp_path / "strict"
-    proc = run_cli("export", save_dir, "--out", out, "--formats", "saved_model,fp32,int8",
+    proc = run_cli("export", save_dir, "--out", out, "--formats", "fp32,int8",
                    "--representative_dir", faces, "--num_calibration", "10",
                    "--pairs_filename", pairs, "--data_directory", faces, "--min_cosine", "0.999999")
     assert proc.returncode != 0
