@@ -53,8 +53,10 @@ class _Keras:
     def __init__(self, model):
         self.model = model
         # A plain graph call, 2-3x faster than eager; not predict_on_batch (a collective under the training strategy).
+        # Traced once for any batch size (the last batch is smaller; flip doubles it).
         from mfn_tf2.backend import tf  # lazy: keeps TensorFlow out of embedding with a .tflite file
-        self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), model.inputs[0].dtype)
+        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
         _, self.height, self.width, _ = model.input_shape
         self.dtype, self.in_quant, self.kind = np.float32, None, "keras"
 
