@@ -237,5 +237,9 @@ def from_saved_model(path: str, recognizer, class_names: list[str]) -> None:
     if not _fits(variables, "backbone/", recognizer.backbone):
         raise CheckpointError(f"--pretrained_model {path}: not a backbone of this run's architecture; give "
                               "the model flags it was trained with (--preset, --width, --embedding_dim, ...)")
-    tf.train.Checkpoint(backbone=recognizer.backbone).read(variables).expect_partial()
+    # export writes the backbone's variables as a list (backbone/0, ...), in the order a backbone of the same
+    # architecture builds them; an older export wrote the Keras model (backbone/layer-1/..., by layer)
+    as_list = any(name.startswith("backbone/0/") for name, _ in tf.train.list_variables(variables))
+    target = list(recognizer.backbone.variables) if as_list else recognizer.backbone
+    tf.train.Checkpoint(backbone=target).read(variables).expect_partial()
     return None

@@ -77,10 +77,11 @@ class _Serving(tf.Module):
 
     def __init__(self, backbone: keras.Model):
         super().__init__()
-        # The variables are tracked, the Keras model is not (the function below closes over it): a tracked
-        # Keras model makes the saver trace every layer for Keras' loader, which a served SavedModel never
-        # uses (the tests' tiny model: 11 s -> 1.4 s to save).
-        self.backbone_variables = list(backbone.variables)
+        # The backbone's variables are tracked as a list (backbone/0, backbone/1, ...; what --pretrained_model
+        # reads back), the Keras model is not (the function below closes over it): a tracked Keras model makes
+        # the saver trace every layer for Keras' loader, which a served SavedModel never uses (the tests' tiny
+        # model: 11 s -> 1.4 s to save).
+        self.backbone = list(backbone.variables)
         size = backbone.input_shape[1]
 
         def serve(image):  # (B, S, S, 3) uint8 -> (B, D) unit vectors
