@@ -30,6 +30,13 @@ def test_short_demo_produces_report_pngs_and_every_model(tiny_demo, tmp_path):
         for scales in ("per-channel", "per-tensor"):
             assert re.search(rf"`{name}` \({scales}\): [+-]\d+\.\d\d points? \(\d+ pairs gained, \d+ lost; "
                              r"exact McNemar p = \S+: (not )?distinguishable from chance\)", report), (name, scales)
+    # QAT: half an epoch's steps (rounded, at least one), one Keras "epoch" of them
+    found = re.search(r"QAT \(per-channel weight scales\): 0.5 epoch\(s\) = (\d+) steps of (\d+) from (\d+) "
+                      r"images", stdout)
+    assert found, stdout[-2000:]
+    steps, batch, images = map(int, found.groups())
+    assert steps == max(1, round(0.5 * (images // batch))) and f"{steps}/{steps} - " in stdout
+    assert "QAT (0.5 epoch(s), lr 1e-05)" in report
     meta = json.loads((export / "metadata.json").read_text())
     thr = meta["threshold"]
     assert "## What ships" in report and f"cosine >= **{thr['cosine']:.4f}**" in report and thr["why"] in report
