@@ -81,9 +81,9 @@ def test_name_lists_are_what_the_modules_act_on():
 
 
 def test_old_preset_and_recipe_names_still_work_with_a_note():
-    from conftest import run_cli
-    new = run_cli("model", "--preset", "keras_original")
-    old = run_cli("model", "--preset", "seed")
+    from conftest import run_main  # a rule of the flags' parsing: in-process
+    new = run_main("model", "--preset", "keras_original")
+    old = run_main("model", "--preset", "seed")
     assert new.returncode == old.returncode == 0
     assert old.stdout == new.stdout
     assert old.stderr.count("note: --preset seed is now called keras_original") == 1

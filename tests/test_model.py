@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_cli, run_main
 from mfn_tf2.backend import keras
 from mfn_tf2.config import MODEL_PRESETS, PIXEL_MEAN, PIXEL_STD, ModelConfig, replace
 from mfn_tf2.backbones import build_backbone, complexity
@@ -101,11 +101,11 @@ def test_cli_prints_the_cost_of_a_preset():
 
 
 def test_cli_flags_override_the_preset_and_report_bad_sizes():
-    done = run_cli("model", "--preset", "paper", "--width", "0.25", "--image_size", "32",
-                   timeout=300)
+    """Rules of the flags' parsing: in-process (the process itself: the test above)."""
+    done = run_main("model", "--preset", "paper", "--width", "0.25", "--image_size", "32")
     assert done.returncode == 0, done.stderr
     assert "width 0.25" in done.stdout and "expansion_ratio paper" in done.stdout
-    bad = run_cli("model", "--image_size", "40", timeout=300)
+    bad = run_main("model", "--image_size", "40")
     assert bad.returncode != 0
     assert bad.returncode == 2 and "--image_size 40: MobileFaceNet needs a multiple of 16" in bad.stderr
 
