@@ -34,7 +34,14 @@ def uint8_two_output(backbone, tiny_run, tmp_path_factory):
     from mfn_tf2.backend import tf
     from mfn_tf2.exporting import calibration_images
     faces = calibration_images(str(tiny_run[1]), backbone.input_shape[1], 32)
-    converter = tf.lite.TFLiteConverter.from_keras_model(_two_outputs(backbone))
+    model = _two_outputs(backbone)
+    # From one concrete function over the model's variables: from_keras_model would first save the
+    # whole Keras model, tracing every layer (several times slower).
+    holder = tf.Module()
+    holder.weights = list(model.variables)
+    serve = tf.function(lambda image: model(image, training=False),
+                        input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], holder)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([faces[i:i + 1]] for i in range(len(faces)))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
