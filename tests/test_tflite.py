@@ -148,11 +148,12 @@ def test_bad_kind_or_missing_calibration_is_one_clear_error(small):
 
 
 
-def test_an_int8_file_with_a_float_op_is_refused(small):
+def test_an_int8_file_with_a_float_op_is_refused():
     """qat_int8 cannot ask the converter for int8 builtins only: a layer without a learned
-    range (here a Dense after the QAT graph) would ship as a float op; convert refuses it."""
-    backbone, _, _ = small
-    qat = qat_model(backbone)
+    range (here a Dense after the QAT graph of a small conv net) would ship as a float op;
+    convert refuses it."""
+    x = keras.Input((SIZE, SIZE, 3))
+    qat = qat_model(keras.Model(x, keras.layers.Flatten()(keras.layers.Conv2D(4, 3, strides=4, name="conv")(x))))
     island = keras.Model(qat.input, keras.layers.Dense(8, name="float_island")(qat.output))
     with pytest.raises(ConversionError, match=r"qat_int8: the converter left float ops \(FULLY_CONNECTED \(float32\)\)"):
         convert(island, "qat_int8")
