@@ -92,8 +92,12 @@ def verifier_for(pairs: PairSet | None, cfg: EvalConfig, bin_sets=()):
     pairs) plus "sets": {name: {"accuracy", "accuracy_flip", "n_pairs"}} of
     the .bin sets (fractions).
     """
+    made = {}  # one extractor per backbone (the run's copy): its graph is traced once, read by every check
+
     def verify(backbone) -> dict:
-        fe = FeatureExtractor(backbone, flip=cfg.flip, batch_size=cfg.batch_size)
+        if id(backbone) not in made:
+            made[id(backbone)] = FeatureExtractor(backbone, flip=cfg.flip, batch_size=cfg.batch_size)
+        fe = made[id(backbone)]
         report = verify_models([fe], pairs, cfg.far_target)["models"][0]["report"] if pairs else {}
         scored = {s.name: score_set(fe, s, cfg.far_target) for s in bin_sets}
         report["sets"] = {name: {"accuracy": r["accuracy"]["accuracy"],

@@ -429,10 +429,11 @@ def test_sigkill_during_checkpoint_write(tmp_path):
     pairs = write_plain_pairs(faces, tmp_path / "pairs.txt", 8)
     save = tmp_path / "w"
     args = ("train", faces, faces, pairs, *TINY_MODEL_FLAGS, "--batch_size", "4", "--epochs", "2",
-            "--valid_split_ratio", "0", "--checkpoint_steps", "1", "--evaluate_epochs", "2",
-            "--save_model_directory", save)
+            "--valid_split_ratio", "0", "--evaluate_epochs", "2", "--save_model_directory", save)
     log = tmp_path / "killed.txt"
-    kill_when(start(log, *args), log, lambda: (save / "checkpoint").exists(), random.Random(1), jitter=1.0)
+    # A checkpoint every step: the kill lands while one is being written.
+    kill_when(start(log, *args, "--checkpoint_steps", "1"), log, lambda: (save / "checkpoint").exists(),
+              random.Random(1), jitter=1.0)
     assert latest(str(save)) is not None
     embeddings = FeatureExtractor(str(save)).infer(probe_images())
     assert embeddings.shape == (6, 32) and np.isfinite(embeddings).all()
