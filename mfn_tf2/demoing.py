@@ -1,12 +1,11 @@
 """The runner of ``python -m mfn_tf2.demo``: train, verify, export (timed on LiteRT) and report in one call.
 
 ``run(DemoConfig(...))`` trains MobileFaceNet + ArcFace with a recipe (``cpu_demo`` by default), verifies
-the float model on the held-out pairs with and without flip, exports every format (int8_islands too,
-for a per-channel PReLU model) and verifies each on
-the same pairs and times it on LiteRT (``exporting.run``), exports int8 PTQ and QAT again with per-tensor
-weight scales, writes the Android assets when asked and writes ``OUT/report.md`` (``reports.demo_markdown``;
-its latency figures are the export's, measured once). A step whose files are newer than its inputs is skipped: a second run
-reuses the finished steps.
+the float model on the held-out pairs with and without flip, exports every format (int8_islands too, for a
+per-channel PReLU model), verifies each on the same pairs and times it on LiteRT (``exporting.run``), exports
+int8 PTQ and QAT again with per-tensor weight scales, writes the Android assets when asked and writes
+``OUT/report.md`` (``reports.demo_markdown``; its latency figures are the export's, measured once). A step
+whose files are newer than its inputs is skipped: a second run reuses the finished steps.
 
 Example:
     >>> cfg = DemoConfig(out="demo_out", epochs=1, image_size=32)

@@ -244,8 +244,18 @@ def reference_only_ops(model, num_threads: int = 2) -> list[str]:
         >>> reference_only_ops("android_demo_assets/model_fp16.tflite")
         []
     """
-    left = collections.Counter(f"{r['op']} ({r['dtype']})" for r in op_report(model, num_threads)
-                               if not r["delegated"])
+    return left_out(op_report(model, num_threads))
+
+
+def left_out(ops: list[dict]) -> list[str]:
+    """``reference_only_ops`` of an ``op_report`` already made (its rows: op, dtype, delegated).
+
+    Example:
+        >>> left_out([{"op": "PRELU", "dtype": "int8", "delegated": False}] * 2
+        ...          + [{"op": "CONV_2D", "dtype": "int8", "delegated": True}])
+        ['2 x PRELU (int8)']
+    """
+    left = collections.Counter(f"{r['op']} ({r['dtype']})" for r in ops if not r["delegated"])
     return [f"{n} x {name}" for name, n in sorted(left.items())]
 
 
@@ -313,4 +323,4 @@ def tensor_info(path: str) -> dict:
 
 
 __all__ = ["ConversionError", "FLOAT_ISLAND_OPS", "KINDS", "RANGES", "convert", "op_report", "reference_only_ops",
-           "convert_all", "tensor_info"]
+           "left_out", "convert_all", "tensor_info"]

@@ -86,7 +86,7 @@ def test_latency_names_a_file_that_is_not_a_model(tmp_path):
         tflite_latency(str(junk), threads=1, runs=1)
 
 
-def test_one_latency_loop_with_one_default(tiny_models, tmp_path):
+def test_one_latency_loop_with_one_default(tiny_models):
     """The runner takes a BenchConfig; it and the export's report (the demo's figures) time with tflite_latencies."""
     path = str(tiny_models["tflite"])
     table = tflite_latencies([path], threads=(1, 2), runs=3, warmup=1)
