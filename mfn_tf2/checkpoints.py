@@ -234,12 +234,18 @@ def from_final_weights(path: str, recognizer, class_names: list[str]) -> list[st
 def from_saved_model(path: str, recognizer, class_names: list[str]) -> None:
     """The SavedModel ``mfn_tf2.export`` writes (a Keras SavedModel is opened by ``models.open_keras``)."""
     variables = os.path.join(path, "variables", "variables")
-    if not _fits(variables, "backbone/", recognizer.backbone):
+    # export writes the backbone's variables as a list (backbone/0, ...) in the order a backbone of the same
+    # architecture builds them, restored by position: every position must hold this run's shape, in order.
+    # An older export wrote the Keras model (backbone/layer-1/..., by layer), matched by structure.
+    saved = dict(tf.train.list_variables(variables))
+    wanted = list(recognizer.backbone.variables)
+    position = [saved.get(f"backbone/{i}/.ATTRIBUTES/VARIABLE_VALUE") for i in range(len(wanted) + 1)]
+    as_list = position[0] is not None
+    fits = ((position == [list(v.shape) for v in wanted] + [None]) if as_list
+            else _fits(variables, "backbone/", recognizer.backbone))
+    if not fits:
         raise CheckpointError(f"--pretrained_model {path}: not a backbone of this run's architecture; give "
                               "the model flags it was trained with (--preset, --width, --embedding_dim, ...)")
-    # export writes the backbone's variables as a list (backbone/0, ...), in the order a backbone of the same
-    # architecture builds them; an older export wrote the Keras model (backbone/layer-1/..., by layer)
-    as_list = any(name.startswith("backbone/0/") for name, _ in tf.train.list_variables(variables))
-    target = list(recognizer.backbone.variables) if as_list else recognizer.backbone
+    target = wanted if as_list else recognizer.backbone
     tf.train.Checkpoint(backbone=target).read(variables).expect_partial()
     return None
